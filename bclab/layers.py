@@ -1,0 +1,243 @@
+"""BinaryDense and BinaryConv2D: the reference's binary Lasagne layers in Keras 3.
+
+Each layer keeps the real-valued kernel ``W`` as its trainable variable and, on every
+forward pass, binarizes it (``bclab.binarization``) and uses the binary kernel with a
+straight-through gradient (``dC/dW = dC/dWb``). Keyword names map one-to-one to the
+reference's ``DenseLayer``/``Conv2DLayer`` (``binary``, ``stochastic``, ``H``,
+``W_LR_scale``), and so do the defaults (``binary=True, stochastic=True, H=1.0,
+W_LR_scale="glorot"``).
+
+Test time (``training=False``) passes ``deterministic=True``, as the reference does:
+a deterministic layer then uses ``H * sign(W)`` (with ``sign(0) = +1``) and a
+stochastic layer uses its real-valued ``W``.
+
+Binary kernels start ``Uniform(-H, H)`` and carry ``BinaryKernelClip``, so any Keras
+optimizer clips them to ``[-H, H]`` after each update; ``BinaryConnectOptimizer``
+also applies ``W_LR_scale`` to the step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+from keras import ops
+
+from bclab.binarize import binarization, glorot_H, straight_through
+from bclab.constraints import BinaryKernelClip
+
+_OWNED_WHEN_BINARY = ("kernel_initializer", "kernel_constraint")
+
+
+def _invalid(name: str, value: Any, expected: str) -> ValueError:
+    return ValueError(
+        f"Received an invalid value for `{name}`, expected {expected}. Received: {name}={value!r}"
+    )
+
+
+def _check_H(H: Any) -> float | str:
+    if isinstance(H, str) and H.lower() == "glorot":
+        return "glorot"
+    if isinstance(H, bool) or not isinstance(H, (int, float)) or not math.isfinite(H) or H <= 0:
+        raise _invalid("H", H, 'a positive float or "glorot"')
+    return float(H)
+
+
+def _check_lr_scale(W_LR_scale: Any) -> float | str | None:
+    if W_LR_scale is None:
+        return None
+    if isinstance(W_LR_scale, str) and W_LR_scale.lower() == "glorot":
+        return "glorot"
+    if (
+        isinstance(W_LR_scale, bool)
+        or not isinstance(W_LR_scale, (int, float))
+        or not math.isfinite(W_LR_scale)
+        or W_LR_scale <= 0
+    ):
+        raise _invalid("W_LR_scale", W_LR_scale, 'a positive float, "glorot" or None')
+    return float(W_LR_scale)
+
+
+def _check_flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _invalid(name, value, "True or False")
+    return value
+
+
+class BinaryKernelMixin:
+    """What BinaryDense and BinaryConv2D share: arguments, H, binarization, config."""
+
+    def _init_binary(self, binary, stochastic, H, W_LR_scale, seed, kwargs) -> None:
+        self.binary = _check_flag("binary", binary)
+        self.stochastic = _check_flag("stochastic", stochastic)
+        self.H_spec = _check_H(H)
+        self.W_LR_scale_spec = _check_lr_scale(W_LR_scale)
+        self.seed = seed
+        if self.binary:
+            for name in _OWNED_WHEN_BINARY:
+                if kwargs.get(name) is not None:
+                    raise ValueError(
+                        f"Received `{name}`={kwargs[name]!r} for a binary layer, which owns "
+                        "its kernel initializer (Uniform(-H, H)) and constraint (clip to "
+                        "[-H, H]). Set H instead, or binary=False for a plain layer."
+                    )
+                kwargs.pop(name, None)
+        # Resolved in build(), when the kernel shape (hence fan-in/out) is known.
+        self.H: float | None = None
+        self.W_LR_scale: float = 1.0
+        if self.binary and self.stochastic:
+            self.seed_generator = keras.random.SeedGenerator(seed)
+        else:
+            self.seed_generator = None
+        self._last_binary_kernel = None
+
+    def _resolve_binary(self, kernel_shape: tuple[int, ...]) -> None:
+        """Set H, W_LR_scale, the initializer and the clip for this kernel shape."""
+        receptive = math.prod(kernel_shape[:-2])
+        fan_in, fan_out = receptive * kernel_shape[-2], receptive * kernel_shape[-1]
+        glorot = glorot_H(fan_in, fan_out)
+        self.H = glorot if self.H_spec == "glorot" else self.H_spec
+        if self.W_LR_scale_spec == "glorot":
+            self.W_LR_scale = 1.0 / glorot
+        elif self.W_LR_scale_spec is None:
+            self.W_LR_scale = 1.0
+        else:
+            self.W_LR_scale = self.W_LR_scale_spec
+        if self.binary:
+            self.kernel_initializer = keras.initializers.RandomUniform(-self.H, self.H, seed=self.seed)
+            self.kernel_constraint = BinaryKernelClip(self.H, self.W_LR_scale, self.name)
+
+    def binary_kernel(self, training: bool = False):
+        """The kernel the forward pass uses: ``binarization(W, H, ...)``.
+
+        ``training=True`` draws a fresh sample in stochastic mode; ``training=False``
+        is the reference's test-time kernel. No gradient flows through the result.
+        """
+        if not self.binary:
+            return ops.convert_to_tensor(self.kernel)
+        return binarization(
+            self.kernel,
+            self.H,
+            binary=True,
+            deterministic=not training,
+            stochastic=self.stochastic,
+            srng=self.seed_generator,
+        )
+
+    def _kernel_for_call(self, training):
+        """The binary kernel with a straight-through gradient to the real kernel."""
+        if not self.binary:
+            return self.kernel
+        Wb = self.binary_kernel(bool(training))
+        # Kept (symbolically, inside a traced step) for bclab's instrumented step,
+        # which reports the exact sample this forward pass used.
+        self._last_binary_kernel = Wb
+        return straight_through(self.kernel, Wb)
+
+    def get_config(self):
+        config = super().get_config()
+        if self.binary:
+            for name in _OWNED_WHEN_BINARY:
+                config.pop(name, None)
+        return {**config, **self._binary_config()}
+
+    def _binary_config(self) -> dict[str, Any]:
+        return {
+            "binary": self.binary,
+            "stochastic": self.stochastic,
+            "H": self.H_spec,
+            "W_LR_scale": self.W_LR_scale_spec,
+            "seed": self.seed,
+        }
+
+
+@keras.saving.register_keras_serializable(package="bclab")
+class BinaryDense(BinaryKernelMixin, keras.layers.Dense):
+    """A Dense layer with BinaryConnect weights (reference ``DenseLayer``).
+
+    Args:
+        units: output size.
+        binary: binarize the kernel (False gives a plain Dense layer).
+        stochastic: Bernoulli(hard_sigmoid(W/H)) sampling while training;
+            otherwise deterministic rounding (sign).
+        H: binary magnitude, a positive float or ``"glorot"``
+            (``sqrt(1.5 / (fan_in + fan_out))``).
+        W_LR_scale: step multiplier for this kernel, a positive float, ``"glorot"``
+            (``1 / sqrt(1.5 / (fan_in + fan_out))``) or None (1).
+        seed: seed for the initializer and the stochastic sampling.
+        **kwargs: the usual ``keras.layers.Dense`` arguments.
+    """
+
+    def __init__(self, units, binary=True, stochastic=True, H=1.0, W_LR_scale="glorot", seed=None, **kwargs):
+        self._init_binary(binary, stochastic, H, W_LR_scale, seed, kwargs)
+        super().__init__(units, **kwargs)
+
+    def build(self, input_shape):
+        self._resolve_binary((input_shape[-1], self.units))
+        super().build(input_shape)
+
+    def call(self, inputs, training=None):
+        x = ops.matmul(inputs, self._kernel_for_call(training))
+        if self.bias is not None:
+            x = ops.add(x, self.bias)
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
+
+
+@keras.saving.register_keras_serializable(package="bclab")
+class BinaryConv2D(BinaryKernelMixin, keras.layers.Conv2D):
+    """A Conv2D layer with BinaryConnect weights (reference ``Conv2DLayer``).
+
+    Same binary arguments as ``BinaryDense``; fan-in is ``k*k*C_in`` and fan-out
+    ``k*k*C_out``, as in the reference. The usual ``keras.layers.Conv2D`` arguments
+    pass through.
+    """
+
+    def __init__(
+        self, filters, kernel_size, binary=True, stochastic=True, H=1.0, W_LR_scale="glorot", seed=None, **kwargs
+    ):
+        self._init_binary(binary, stochastic, H, W_LR_scale, seed, kwargs)
+        super().__init__(filters, kernel_size, **kwargs)
+
+    def build(self, input_shape):
+        channel_axis = -1 if self.data_format == "channels_last" else 1
+        kernel_shape = tuple(self.kernel_size) + (input_shape[channel_axis] // self.groups, self.filters)
+        self._resolve_binary(kernel_shape)
+        super().build(input_shape)
+
+    def call(self, inputs, training=None):
+        outputs = self.convolution_op(inputs, self._kernel_for_call(training))
+        if self.use_bias:
+            if self.data_format == "channels_last":
+                bias_shape = (1,) * (self.rank + 1) + (self.filters,)
+            else:
+                bias_shape = (1, self.filters) + (1,) * self.rank
+            outputs = ops.add(outputs, ops.reshape(self.bias, bias_shape))
+        if self.activation is not None:
+            return self.activation(outputs)
+        return outputs
+
+
+def binary_layers(model: keras.Model) -> list[BinaryKernelMixin]:
+    """The model's binary layers (``binary=True``), in the order Keras lists them."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, BinaryKernelMixin) and layer.binary:
+            found.append(layer)
+        elif hasattr(layer, "layers"):
+            found.extend(binary_layers(layer))
+    return found
+
+
+def binary_weights(model: keras.Model, training: bool = False) -> dict[str, tuple[Any, Any]]:
+    """``{layer name: (W, Wb)}`` as NumPy arrays: the real kernel and the binary one in use.
+
+    ``training=False`` gives the test-time kernel (deterministic: ``H*sign(W)``;
+    stochastic: ``W``); ``training=True`` draws a training-time sample.
+    """
+    return {
+        layer.name: (ops.convert_to_numpy(layer.kernel), ops.convert_to_numpy(layer.binary_kernel(training)))
+        for layer in binary_layers(model)
+    }

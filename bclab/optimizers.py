@@ -1,0 +1,121 @@
+"""BinaryConnectOptimizer: the reference's per-layer step scale and clip around any optimizer.
+
+Reference (``binary_connect.py``, ``compute_grads``/``clipping_scaling``, L153-182): the
+optimizer (Adam there) computes ``W_new`` for every parameter; then each binary kernel
+becomes ``clip(W + W_LR_scale * (W_new - W), -H, H)``. ``W_LR_scale`` multiplies the
+*step*, not the gradient (with Adam these differ). Biases and BatchNorm parameters get
+the plain step.
+
+Usage, one line::
+
+    model.compile(optimizer=bclab.BinaryConnectOptimizer(keras.optimizers.Adam(1e-3)), ...)
+
+Keras 3 call chain (TensorFlow backend): ``train_step`` -> ``apply_gradients`` ->
+``apply`` (this class) -> inner ``apply`` -> ``update_step`` per variable -> constraints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import keras
+from keras import ops
+from keras.saving import deserialize_keras_object, serialize_keras_object
+
+from bclab.constraints import BinaryKernelClip
+
+
+@contextlib.contextmanager
+def _constraints_set_aside(variables: Sequence) -> Iterator[None]:
+    """Detach constraints while the inner optimizer runs; this class clips after scaling.
+
+    Python-level and trace-time only: inside a compiled step it decides which ops
+    are built, it does not run per step.
+    """
+    saved = [v.constraint for v in variables]
+    for v in variables:
+        v.constraint = None
+    try:
+        yield
+    finally:
+        for v, constraint in zip(variables, saved):
+            v.constraint = constraint
+
+
+@keras.saving.register_keras_serializable(package="bclab")
+class BinaryConnectOptimizer(keras.optimizers.Optimizer):
+    """Wrap a Keras optimizer with the reference's step scale and clip for binary kernels.
+
+    Binary kernels are the variables whose constraint is a ``BinaryKernelClip``
+    (``BinaryDense``/``BinaryConv2D`` with ``binary=True``). For them, after the inner
+    optimizer's update: ``W <- clip(W + W_LR_scale * (W_after - W), -H, H)``. Every
+    other variable gets the inner optimizer's update and its own constraint.
+
+    Args:
+        inner_optimizer: any ``keras.optimizers.Optimizer`` (Adam, Adamax, SGD, ...).
+        name: optional name.
+    """
+
+    def __init__(self, inner_optimizer: keras.optimizers.Optimizer, name: str | None = None, **kwargs):
+        if not isinstance(inner_optimizer, keras.optimizers.Optimizer):
+            raise ValueError(
+                "Received an invalid value for `inner_optimizer`, expected a "
+                f"keras.optimizers.Optimizer instance. Received: inner_optimizer={inner_optimizer!r}"
+            )
+        if kwargs:
+            raise ValueError(
+                f"BinaryConnectOptimizer does not take {sorted(kwargs)}: set them on the inner optimizer."
+            )
+        super().__init__(learning_rate=0.0, name=name)
+        self.inner_optimizer = inner_optimizer
+
+    def build(self, var_list):
+        self.inner_optimizer.build(var_list)
+        super().build(var_list)
+
+    @property
+    def variables(self):
+        return self._variables + self.inner_optimizer.variables
+
+    def apply(self, grads, trainable_variables=None):
+        if trainable_variables is None:
+            trainable_variables = self.inner_optimizer._trainable_variables
+        trainable_variables = list(trainable_variables)
+        if not self.built:
+            with keras.name_scope(self.name, caller=self):
+                self.build(trainable_variables)
+            self.built = True
+        kernels = [v for v in trainable_variables if isinstance(v.constraint, BinaryKernelClip)]
+        rules = [v.constraint for v in kernels]
+        # Read before the update: TensorFlow orders this read before the inner
+        # optimizer's assigns (same resource, program order), also in a tf.function.
+        before = [ops.convert_to_tensor(v) for v in kernels]
+        with _constraints_set_aside(kernels):
+            self.inner_optimizer.apply(grads, trainable_variables)
+        for variable, rule, old in zip(kernels, rules, before):
+            variable.assign(rule.scaled_update(old, ops.convert_to_tensor(variable)))
+
+    @property
+    def learning_rate(self):
+        return self.inner_optimizer.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, learning_rate):
+        self.inner_optimizer.learning_rate = learning_rate
+
+    @property
+    def iterations(self):
+        return self.inner_optimizer.iterations
+
+    def finalize_variable_values(self, var_list):
+        self.inner_optimizer.finalize_variable_values(var_list)
+
+    def get_config(self):
+        return {"name": self.name, "inner_optimizer": serialize_keras_object(self.inner_optimizer)}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        inner = deserialize_keras_object(config.pop("inner_optimizer"), custom_objects=custom_objects)
+        return cls(inner, **config)
