@@ -40,12 +40,13 @@ from bclab.trace_io import (
     SAMPLE_FIELDS,
     TraceFileError,
     format_summary,
+    heavy_row_specs,
     integer,
     invalid,
     load_trace,
-    mapping,
     normalize_record,
     save_trace,
+    validate_bin_edges,
 )
 
 __all__ = ["KINDS", "SAMPLE_FIELDS", "LayerInfo", "Trace", "TraceFileError", "TraceLookupError"]
@@ -141,7 +142,9 @@ class Trace:
     Args:
         layers: The binary layers, in model order.
         bin_edges: For each kind in `KINDS`, the fixed, strictly increasing, finite histogram
-            edges (`nbins + 1` of them).
+            edges (`nbins + 1` of them). The "real" edges are in units of H (W/H, so one set
+            of bins fits layers with different H); `histogram("real", ...)` returns them
+            multiplied by that layer's H.
         params: Names of non-binary parameters that get scalar summaries only.
         sample_size: Number of tracked individual weights per layer (0 for none).
         max_records: Cap on retained heavy steps (histograms, counts, samples, events).
@@ -162,18 +165,7 @@ class Trace:
             raise ValueError("Received invalid names: layer and param names must be unique, "
                              f"non-empty strings. Received: layers={names}, params={self._params}")
         self._layer_index = {name: i for i, name in enumerate(names)}
-        mapping("bin_edges", bin_edges)
-        if sorted(bin_edges) != sorted(KINDS):
-            raise invalid("bin_edges", list(bin_edges), f"exactly the kinds {list(KINDS)}")
-        self._bin_edges = {}
-        for kind in KINDS:
-            edges = np.array(bin_edges[kind], dtype=np.float64)
-            if (edges.ndim != 1 or len(edges) < 2 or not np.all(np.isfinite(edges))
-                    or not np.all(np.diff(edges) > 0)):
-                raise invalid(f"bin_edges[{kind!r}]", bin_edges[kind],
-                               "a 1-D array of at least 2 finite, strictly increasing edges")
-            edges.flags.writeable = False
-            self._bin_edges[kind] = edges
+        self._bin_edges = validate_bin_edges(bin_edges)
         self._sample_size = integer("sample_size", sample_size, 0)
         self._max_records = integer("max_records", max_records, 2)
         self._max_scalar_steps = integer("max_scalar_steps", max_scalar_steps, 2)
@@ -182,20 +174,8 @@ class Trace:
             json.dumps(self._meta)
         except (TypeError, ValueError) as exc:
             raise invalid("meta", meta, "a JSON-serializable mapping") from exc
-        n_layers = len(self._layers)
-        heavy_specs: dict[str, tuple[tuple[int, ...], Any, Any]] = {"step": ((), np.int64, -1)}
-        for kind in KINDS:
-            heavy_specs[f"hist_{kind}"] = ((n_layers, len(self._bin_edges[kind]) - 1), np.int64, 0)
-            heavy_specs[f"hist_mask_{kind}"] = ((n_layers,), np.bool_, False)
-        for name in ("plus", "minus"):
-            heavy_specs[name] = ((n_layers,), np.int64, 0)
-        heavy_specs["binary_mask"] = ((n_layers,), np.bool_, False)
-        if self._sample_size:
-            for field in SAMPLE_FIELDS:
-                heavy_specs[f"sample_{field}"] = ((n_layers, self._sample_size), np.float32, 0)
-                heavy_specs[f"sample_mask_{field}"] = ((n_layers,), np.bool_, False)
-        self._heavy_specs = heavy_specs
-        self._heavy = _RowStore(self._max_records, heavy_specs)
+        self._heavy_specs = heavy_row_specs(len(self._layers), self._bin_edges, self._sample_size)
+        self._heavy = _RowStore(self._max_records, self._heavy_specs)
         self._scalars = _RowStore(self._max_scalar_steps, {
             "step": ((), np.int64, -1), "values": ((0,), np.float64, np.nan),
             "mask": ((0,), np.bool_, False)})
@@ -205,13 +185,18 @@ class Trace:
         self._latest_counters: tuple[int, dict[str, int]] | None = None
         self._n_appended, self._last_step, self._last_epoch = 0, None, None
         self._first_nonfinite: dict | None = None
-        self._event_bytes = 0
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ writing
 
     def append(self, record: Mapping[str, Any]) -> None:
-        """Adds one step's record (see the module docstring); validated before anything changes.
+        """Adds one step's record; it is validated in full before anything is stored.
+
+        Every key but "step" may be absent: `{"step": int, "epoch": int, "scalars": {name:
+        float}, "layers": {layer: {"hist": {kind: int[nbins]}, "plus": int, "minus": int,
+        "scalars": {name: float}, "sample": {field: float32[sample_size]}}}, "params": {param:
+        {name: float}}, "events": [{"phase", "start", "duration", "detail"}], "counters":
+        {name: int}}`. Counters and the epoch become model-level scalars too.
 
         Raises:
             ValueError: The record is malformed, or its step is not after the last one.
@@ -358,7 +343,10 @@ class Trace:
                 raise TraceLookupError(f"Layer {layer!r} has no {kind!r} histogram at step "
                                        f"{step}.")
             counts = self._heavy_get(step, f"hist_{kind}")[li].copy()
-        return self._bin_edges[kind].copy(), counts
+        edges = self._bin_edges[kind].copy()
+        if kind == "real":
+            edges *= self._layers[li].H
+        return edges, counts
 
     def binary_counts(self, layer: str, step: int) -> tuple[int, int]:
         """`(plus, minus)`: how many binary weights were +H and -H at a heavy step."""

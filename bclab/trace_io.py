@@ -72,6 +72,42 @@ def mapping(arg: str, value: Any, allowed: Sequence[str] | None = None) -> Mappi
     return value
 
 
+def validate_bin_edges(bin_edges: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Checks the histogram edges of every kind; returns read-only float64 copies."""
+    mapping("bin_edges", bin_edges)
+    if sorted(bin_edges) != sorted(KINDS):
+        raise invalid("bin_edges", list(bin_edges), f"exactly the kinds {list(KINDS)}")
+    result = {}
+    for kind in KINDS:
+        edges = np.array(bin_edges[kind], dtype=np.float64)
+        if (edges.ndim != 1 or len(edges) < 2 or not np.all(np.isfinite(edges))
+                or not np.all(np.diff(edges) > 0)):
+            raise invalid(f"bin_edges[{kind!r}]", bin_edges[kind],
+                          "a 1-D array of at least 2 finite, strictly increasing edges")
+        edges.flags.writeable = False
+        result[kind] = edges
+    return result
+
+
+def heavy_row_specs(n_layers: int, bin_edges: Mapping[str, np.ndarray],
+                    sample_size: int) -> dict[str, tuple[tuple[int, ...], Any, Any]]:
+    """Name -> (shape, dtype, blank value) of each heavy-store array, per row.
+
+    Every blank value but the step's is 0/False, which `normalize_record` relies on.
+    """
+    specs: dict[str, tuple[tuple[int, ...], Any, Any]] = {"step": ((), np.int64, -1)}
+    for kind in KINDS:
+        specs[f"hist_{kind}"] = ((n_layers, len(bin_edges[kind]) - 1), np.int64, 0)
+        specs[f"hist_mask_{kind}"] = ((n_layers,), np.bool_, False)
+    for name in ("plus", "minus"):
+        specs[name] = ((n_layers,), np.int64, 0)
+    specs["binary_mask"] = ((n_layers,), np.bool_, False)
+    for field in SAMPLE_FIELDS if sample_size else ():
+        specs[f"sample_{field}"] = ((n_layers, sample_size), np.float32, 0)
+        specs[f"sample_mask_{field}"] = ((n_layers,), np.bool_, False)
+    return specs
+
+
 def _add_scalars(items: list, scope: str, values: Any, arg: str) -> None:
     for name, v in mapping(arg, values).items():
         if type(v) is not float:  # the training loop passes floats; check the rest in full
@@ -109,7 +145,7 @@ def normalize_record(record: Mapping[str, Any], *, layer_index: Mapping[str, int
         raise ValueError("Received an invalid record: a model-level name is used twice "
                          "in both `scalars` and `counters`. Received: "
                          f"{sorted(k[1] for k, _ in items if k[0] == MODEL_SCOPE)}")
-    # Every row array's blank value is 0/False (see Trace.__init__), so zeros is exact.
+    # Every row array's blank value is 0/False (see heavy_row_specs), so zeros is exact.
     row = {name: np.zeros(shape, dtype)
            for name, (shape, dtype, _) in row_specs.items() if name != "step"}
     heavy = False
