@@ -90,7 +90,7 @@ class BinaryConnectOptimizer(keras.optimizers.Optimizer):
         rules = [v.constraint for v in kernels]
         # Read before the update: TensorFlow orders this read before the inner
         # optimizer's assigns (same resource, program order), also in a tf.function.
-        before = [ops.convert_to_tensor(v) for v in kernels]
+        before = [ops.copy(v) for v in kernels]  # a snapshot: convert_to_tensor(v) returns v itself
         with _constraints_set_aside(kernels):
             self.inner_optimizer.apply(grads, trainable_variables)
         for variable, rule, old in zip(kernels, rules, before):

@@ -1,0 +1,210 @@
+"""The headless entry point: ``bclab train`` and ``bclab trace summary|tensorboard``.
+
+``bclab train`` writes into ``--out`` only when the run ends: it works in a temporary
+folder beside it and renames it, so an error leaves nothing half-written. Ctrl-C stops
+after the current step and still writes what was completed (marked ``interrupted``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bclab.config import ARCHITECTURES, MODES, OPTIMIZERS, SIZES, TRACE_LEVELS, RunConfig
+from bclab.data import DATASETS
+
+_FIELDS = ("dataset", "data_path", "n_train", "n_validation", "n_test", "architecture", "size", "hidden_units",
+           "hidden_layers", "mode", "H", "W_LR_scale", "optimizer", "lr_start", "lr_end", "batch_size", "epochs",
+           "seed", "trace_sample", "jit_compile")
+
+
+def _h_value(text: str) -> float | str:
+    return "glorot" if text.lower() == "glorot" else float(text)
+
+
+def _scale_value(text: str) -> float | str | None:
+    return None if text.lower() == "none" else _h_value(text)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bclab", description="BinaryConnect on Keras 3: train and inspect runs.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a BinaryConnect network and write metrics, model and trace")
+    train.add_argument("--recipe", choices=("mnist", "cifar10", "svhn"), help="start from a paper recipe")
+    train.add_argument("--dataset", choices=DATASETS + ("npz", "idx"), help="default: mnist-5k (embedded)")
+    train.add_argument("--data-path", help="a .npz file (dataset npz) or a folder of IDX files (dataset idx)")
+    train.add_argument("--n-train", type=int, help="keep the first N training examples")
+    train.add_argument("--n-validation", type=int, help="the last N training examples validate")
+    train.add_argument("--n-test", type=int, help="keep the first N test examples")
+    train.add_argument("--architecture", choices=ARCHITECTURES)
+    train.add_argument("--size", choices=SIZES, help="paper, small or tiny hidden widths")
+    train.add_argument("--hidden-units", type=int, help="MLP hidden width (overrides --size)")
+    train.add_argument("--hidden-layers", type=int)
+    train.add_argument("--mode", choices=MODES, help="deterministic, stochastic or float (no binarization)")
+    train.add_argument("--H", type=_h_value, help='binary magnitude: a float or "glorot"')
+    train.add_argument("--W-LR-scale", dest="W_LR_scale", type=_scale_value, help='a float, "glorot" or "none"')
+    train.add_argument("--optimizer", choices=OPTIMIZERS)
+    train.add_argument("--lr-start", type=float)
+    train.add_argument("--lr-end", type=float)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--seed", type=int)
+    train.add_argument("--trace", metavar="PATH", help="save the step trace to PATH (.npz)")
+    train.add_argument("--trace-level", choices=TRACE_LEVELS[1:], default="full")
+    train.add_argument("--trace-sample", type=int, help="tracked weights per layer (default 256)")
+    train.add_argument("--tensorboard", metavar="DIR", help="also export the trace's scalars as TensorBoard events")
+    train.add_argument("--jit-compile", action="store_true", help="compile the step with XLA")
+    train.add_argument("--config", metavar="JSON", help="start from a saved config.json")
+    train.add_argument("--out", default=None, help="output folder (default runs/<dataset>-<mode>-seed<seed>)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    trace = commands.add_parser("trace", help="inspect a saved trace")
+    trace_commands = trace.add_subparsers(dest="trace_command", required=True)
+    summary = trace_commands.add_parser("summary", help="print a readable summary of a saved trace")
+    summary.add_argument("path")
+    board = trace_commands.add_parser("tensorboard", help="export a saved trace's scalars to TensorBoard")
+    board.add_argument("path")
+    board.add_argument("logdir")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The RunConfig the arguments describe (validated by RunConfig)."""
+    if args.config:
+        config = RunConfig.from_json(Path(args.config).read_text())
+    elif args.recipe:
+        config = RunConfig.recipe(args.recipe, size=args.size or "paper")
+    else:
+        config = RunConfig()
+    changes: dict[str, Any] = {name: getattr(args, name) for name in _FIELDS if getattr(args, name, None) is not None}
+    changes.pop("jit_compile", None)
+    if args.jit_compile:
+        changes["jit_compile"] = True
+    if changes.get("data_path") and "dataset" not in changes:
+        changes["dataset"] = "npz" if str(changes["data_path"]).endswith(".npz") else "idx"
+    changes["trace"] = args.trace_level if (args.trace or args.tensorboard) else "off"
+    return config.replace(**changes)
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"Received an invalid value for `--out`, expected a new or empty folder. Received: --out={out}")
+
+
+def train(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    out = Path(args.out or f"runs/{config.dataset}-{config.mode}-seed{config.seed}")
+    _check_out(out)
+    for flag, path in (("--trace", args.trace), ("--tensorboard", args.tensorboard)):
+        if path and Path(path).exists() and (Path(path).is_dir() if flag == "--trace" else Path(path).is_file()):
+            raise ValueError(f"Received an invalid value for `{flag}`, expected a new path. Received: {flag}={path}")
+
+    import keras
+
+    from bclab.training import Trainer
+
+    trainer = Trainer(config)
+    log = logging.getLogger("bclab")
+    log.info("device: %s", trainer.device)
+    print(f"bclab: device {trainer.device}; data {trainer.dataset.source}; "
+          f"{trainer.steps_total} steps ({config.epochs} epochs x {trainer.batches_per_epoch} batches)", file=sys.stderr)
+    bar = None if args.quiet else keras.utils.Progbar(trainer.steps_total, stateful_metrics=["epoch", "val_err"])
+    last: dict[str, float] = {}
+    interrupted = False
+    try:
+        while not trainer.done:
+            result = trainer.step()
+            if result is not None:
+                last = {"epoch": result.epoch, "val_err": result.val_error}
+                print(f"\nepoch {result.epoch}: train loss {result.train_loss:.4f}, val error {result.val_error:.2f} %, "
+                      f"test error {result.test_error:.2f} %, lr {result.lr:.3g}", file=sys.stderr)
+            if bar is not None:
+                bar.update(trainer.global_step, values=list(last.items()))
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\nbclab: interrupted; writing what was completed", file=sys.stderr)
+    _write_outputs(trainer, out, interrupted)
+    if args.trace and trainer.trace is not None:
+        trainer.trace.save(args.trace)
+    if args.tensorboard and trainer.trace is not None:
+        from bclab.tensorboard import export_scalars
+
+        export_scalars(trainer.trace, args.tensorboard)
+    best = trainer.best()
+    if best is not None:
+        print(f"bclab: test error {best.test_error:.2f} % at the best validation epoch {best.epoch} "
+              f"(val {best.val_error:.2f} %); written to {out}", file=sys.stderr)
+    return 130 if interrupted else 0
+
+
+def _write_outputs(trainer, out: Path, interrupted: bool) -> None:
+    """Write config, metrics (JSON and CSV), result and model into ``out``, atomically."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        (work / "config.json").write_text(trainer.config.to_json())
+        history = trainer.history_dicts()
+        (work / "metrics.json").write_text(json.dumps(history, indent=2))
+        with open(work / "metrics.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(history[0]) if history else ["epoch"])
+            writer.writeheader()
+            writer.writerows(history)
+        best = trainer.best()
+        result = {
+            "best_epoch": best.epoch if best else None,
+            "best_val_error": best.val_error if best else None,
+            "test_error_at_best_val": best.test_error if best else None,
+            "epochs_completed": len(history),
+            "steps_completed": trainer.global_step,
+            "interrupted": interrupted,
+            "device": trainer.device,
+        }
+        (work / "result.json").write_text(json.dumps(result, indent=2))
+        trainer.model.save(work / "model.keras")
+        work.chmod(0o755)  # mkdtemp makes it private
+        if out.exists():
+            out.rmdir()  # checked empty before training
+        os.replace(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def trace_command(args: argparse.Namespace) -> int:
+    from bclab.trace import Trace
+
+    trace = Trace.load(args.path)
+    if args.trace_command == "summary":
+        print(trace.summary())
+    else:
+        from bclab.tensorboard import export_scalars
+
+        export_scalars(trace, args.logdir)
+        print(f"bclab: wrote TensorBoard events to {args.logdir}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.WARNING, format="bclab: %(message)s")
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            return train(args)
+        return trace_command(args)
+    except (ValueError, FileNotFoundError, RuntimeError, LookupError) as error:
+        print(f"bclab: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""The instrumented training step: one BinaryConnect update plus on-device summaries.
+
+This is the one module that talks to TensorFlow directly (``tf.function``,
+``tf.timestamp``, ``Bucketize``). One call runs, in order: forward pass (each binary
+layer binarizes its kernel here), squared-hinge loss, ``tape.gradient``, then
+``BinaryConnectOptimizer.apply`` -> inner ``apply`` -> ``update_step`` per variable ->
+step scale and clip of binary kernels. It returns the loss, batch accuracy and, per
+binary layer, summaries computed on the device, so only a few kilobytes reach the host.
+
+Per binary layer (``level="scalars"`` and ``"full"``): exact +H/-H counts of the binary
+kernel used in this step; flip ratio (fraction of binary weights that differ from the
+previous step's; step 0 compares with ``sign(W_init)``); gradient norm; norm of the
+update actually applied (``W_after - W_before``: after the step scale and the clip);
+clipped fraction (fraction of weights at the bound ``|W| = H`` after the update).
+With ``level="full"`` also histograms on fixed bins (``default_bin_edges``) of the
+real weights W used in the forward pass, ``p = hard_sigmoid(W/H)``, the gradient and
+the update, over a fixed seeded subset of ``hist_subset`` weights per layer (all
+weights of smaller layers; exact counts of that subset), and W, Wb, p, gradient and
+update of ``sample_size`` tracked weights. A value outside the edges counts in the
+outermost bin. Non-binary parameters get gradient and update norms.
+
+Counters answer "when does the optimizer run?": ``python_traces`` counts executions of
+the Python body of the step and ``python_update_step_calls`` those of the inner
+optimizer's ``update_step`` (Keras 3's successor of Keras 2's ``get_updates``): once per
+trace when compiled, every call in eager mode. ``compiled_runs`` is a variable the step
+increments, so it counts executions. Device timestamps (``tf.timestamp``) taken after each
+phase's outputs give the timeline; TensorFlow may overlap independent ops, so each phase
+is drawn from the previous phase's end to its own. With ``jit_compile`` (XLA, which has no
+timestamp op) the core step is compiled with XLA and the summaries run in a second
+function; the timeline then holds the two calls only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from bclab.binarize import hard_sigmoid
+from bclab.layers import binary_layers
+from bclab.optimizers import BinaryConnectOptimizer
+
+LEVELS = ("off", "scalars", "full")
+HIST_SUBSET = 65_536
+
+
+def default_bin_edges(nbins: int = 64) -> dict[str, np.ndarray]:
+    """Fixed histogram edges: W in units of H on [-1, 1]; p on [0, 1]; gradient and
+    update on symmetric log bins, magnitudes 1e-10 .. 10 (values this small or large
+    are counted in the central or outermost bins)."""
+    half = nbins // 2
+    magnitudes = np.logspace(-10, 1, half)
+    symlog = np.concatenate([-magnitudes[::-1], [0.0], magnitudes])
+    if len(symlog) != nbins + 1:  # odd nbins: one bin fewer on the log scale
+        symlog = np.concatenate([-magnitudes[::-1], magnitudes])
+    return {
+        "real": np.linspace(-1.0, 1.0, nbins + 1),
+        "prob": np.linspace(0.0, 1.0, nbins + 1),
+        "grad": symlog,
+        "update": symlog.copy(),
+    }
+
+
+def bucket_counts(values, edges: np.ndarray):
+    """Counts of ``values`` in the bins of ``edges``; bin i holds ``edges[i] <= v < edges[i+1]``,
+    values beyond the outer edges count in the outer bins. NumPy equivalent:
+    ``np.bincount(np.searchsorted(edges[1:-1].astype(float32), v, side="right"), minlength=n)``."""
+    nbins = len(edges) - 1
+    index = tf.raw_ops.Bucketize(input=values, boundaries=[float(e) for e in edges[1:-1]])
+    return tf.math.bincount(index, minlength=nbins, maxlength=nbins, dtype=tf.int64)
+
+
+def _norm(x):
+    return tf.sqrt(tf.reduce_sum(tf.square(tf.cast(x, tf.float32))))
+
+
+class InstrumentedStep:
+    """A compiled (or eager) training step for ``model`` that reports what it did.
+
+    Args:
+        model: a built Keras model whose binary layers are bclab layers.
+        optimizer: a built ``BinaryConnectOptimizer``.
+        loss_fn: ``loss_fn(y_true, y_pred)`` -> scalar.
+        level: "off" (loss and accuracy only), "scalars" or "full".
+        sample_size: tracked weights per binary layer (level "full").
+        seed: chooses the tracked weights and the histogram subsets.
+        eager: run the Python body on every call (the "explain" mode).
+        jit_compile: compile the core step with XLA.
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        optimizer: BinaryConnectOptimizer,
+        loss_fn: Callable,
+        *,
+        level: str = "full",
+        sample_size: int = 256,
+        seed: int = 0,
+        eager: bool = False,
+        jit_compile: bool = False,
+        bin_edges: dict[str, np.ndarray] | None = None,
+        hist_subset: int = HIST_SUBSET,
+    ):
+        if level not in LEVELS:
+            raise ValueError(f"Received an invalid value for `level`, expected one of {list(LEVELS)}. Received: level={level!r}")
+        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.level, self.eager, self.jit_compile = level, eager, jit_compile
+        self.layers = binary_layers(model)
+        kernel_ids = {id(layer.kernel) for layer in self.layers}
+        self.params = [v for v in model.trainable_variables if id(v) not in kernel_ids]
+        self.bin_edges = bin_edges or default_bin_edges()
+        rng = np.random.default_rng(seed)
+        sizes = [int(np.prod(layer.kernel.shape)) for layer in self.layers]
+        # One sample size for all layers (the trace stores a fixed-width row), capped by the smallest.
+        self.sample_size = min([sample_size, *sizes]) if level == "full" else 0
+        self.sample_index, self.hist_index = [], []
+        for size in sizes:
+            self.sample_index.append(np.sort(rng.choice(size, self.sample_size, replace=False)))
+            self.hist_index.append(None if size <= hist_subset else np.sort(rng.choice(size, hist_subset, replace=False)))
+        self.previous_plus = [
+            tf.Variable(tf.reshape(layer.kernel.value >= 0, [-1]), trainable=False, name=f"{layer.name}_previous_plus")
+            for layer in self.layers
+        ]
+        self.compiled_runs = tf.Variable(0, dtype=tf.int64, trainable=False, name="compiled_runs")
+        self.counters = {"python_traces": 0, "python_update_step_calls": 0}
+        self.phase_names: list[str] = []
+        self._stamps: list | None = None  # (phase, timestamp tensor) while a step is traced
+        self._wrap_update_step()
+        if eager:
+            self._core_fn, self._summary_fn, self._step_fn = self._core, self._summaries, self._step
+        elif jit_compile:
+            self._core_fn = tf.function(self._core, jit_compile=True)
+            self._summary_fn = tf.function(self._summaries)
+            self._step_fn = None
+        else:
+            self._step_fn = tf.function(self._step)
+
+    # ----- what runs inside the step (traced once when compiled) -----
+
+    def _wrap_update_step(self) -> None:
+        inner = self.optimizer.inner_optimizer
+        original = inner.update_step
+        label = type(inner).__name__
+
+        def counted_update_step(gradient, variable, learning_rate):
+            # Python: runs when traced (or every call in eager mode), not every step.
+            self.counters["python_update_step_calls"] += 1
+            original(gradient, variable, learning_rate)
+            name = getattr(variable, "path", None) or variable.name.split(":")[0]
+            self._stamp(f"{label}.update_step {name}", variable)
+
+        inner.update_step = counted_update_step
+
+    def _stamp(self, phase: str, after=None) -> None:
+        if self._stamps is None:  # XLA: no timestamp op
+            return
+        deps = [tf.identity(t) for t in tf.nest.flatten(after)] if after is not None else []
+        with tf.control_dependencies(deps):
+            self._stamps.append((phase, tf.timestamp()))
+
+    def _core(self, x, y):
+        self.counters["python_traces"] += 1
+        self._stamp("start")
+        variables = self.model.trainable_variables
+        kernels_before = [tf.identity(layer.kernel.value) for layer in self.layers]
+        params_before = [tf.identity(v.value) for v in self.params] if self.level != "off" else []
+        with tf.GradientTape() as tape:
+            outputs = self.model(x, training=True)
+            self._stamp("forward", outputs)
+            loss = self.loss_fn(y, outputs)
+            self._stamp("loss", loss)
+        grads = tape.gradient(loss, variables)
+        self._stamp("gradients", grads)
+        binary = [layer._last_binary_kernel for layer in self.layers]
+        self.optimizer.apply(grads, variables)
+        self._stamp("scale_and_clip", [v.value for v in variables])
+        self.compiled_runs.assign_add(1)
+        kernel_grads = [grads[self._index(variables, layer.kernel)] for layer in self.layers]
+        param_grads = [grads[self._index(variables, v)] for v in self.params] if self.level != "off" else []
+        return outputs, loss, binary, kernels_before, kernel_grads, params_before, param_grads
+
+    @staticmethod
+    def _index(variables, variable) -> int:
+        return next(i for i, v in enumerate(variables) if v is variable)
+
+    def _summaries(self, y, outputs, loss, binary, kernels_before, kernel_grads, params_before, param_grads):
+        correct = tf.equal(tf.argmax(outputs, axis=-1), tf.argmax(y, axis=-1))
+        result: dict[str, Any] = {
+            "loss": tf.cast(loss, tf.float32),
+            "accuracy": tf.reduce_mean(tf.cast(correct, tf.float32)),
+            "lr": tf.cast(self.optimizer.learning_rate, tf.float32),
+            "compiled_runs": self.compiled_runs.read_value(),
+        }
+        if self.level == "off":
+            return result
+        result["layers"] = [
+            self._layer_summary(i, layer, binary[i], kernels_before[i], kernel_grads[i])
+            for i, layer in enumerate(self.layers)
+        ]
+        result["params"] = [
+            {"grad_norm": _norm(g), "update_norm": _norm(v.value - before)}
+            for v, before, g in zip(self.params, params_before, param_grads)
+        ]
+        self._stamp("summaries", result)
+        return result
+
+    def _layer_summary(self, i, layer, Wb, W_before, grad) -> dict[str, Any]:
+        H = tf.constant(layer.H, tf.float32)
+        W_after = tf.reshape(layer.kernel.value, [-1])
+        W, Wb, grad = tf.reshape(W_before, [-1]), tf.reshape(Wb, [-1]), tf.reshape(grad, [-1])
+        update = W_after - W
+        plus = Wb > 0
+        size = tf.cast(tf.size(W), tf.float32)
+        flips = tf.math.count_nonzero(tf.not_equal(plus, self.previous_plus[i]))
+        self.previous_plus[i].assign(plus)
+        n_plus = tf.math.count_nonzero(plus)
+        summary = {
+            "plus": n_plus,
+            "minus": tf.size(W, out_type=tf.int64) - n_plus,
+            "flip_ratio": tf.cast(flips, tf.float32) / size,
+            "grad_norm": _norm(grad),
+            "update_norm": _norm(update),
+            "clipped_fraction": tf.reduce_mean(tf.cast(tf.abs(W_after) >= H, tf.float32)),
+        }
+        if self.level == "full":
+            pick = self.hist_index[i]
+            sub = (lambda t: t) if pick is None else (lambda t: tf.gather(t, pick))
+            W_sub = sub(W)
+            summary["hist"] = {
+                "real": bucket_counts(W_sub / H, self.bin_edges["real"]),
+                "prob": bucket_counts(hard_sigmoid(W_sub / H), self.bin_edges["prob"]),
+                "grad": bucket_counts(sub(grad), self.bin_edges["grad"]),
+                "update": bucket_counts(sub(update), self.bin_edges["update"]),
+            }
+            s = self.sample_index[i]
+            W_s = tf.gather(W, s)
+            summary["sample"] = {
+                "W": W_s,
+                "Wb": tf.gather(Wb, s),
+                "p": hard_sigmoid(W_s / H),
+                "grad": tf.gather(grad, s),
+                "update": tf.gather(update, s),
+            }
+        return summary
+
+    def _step(self, x, y):
+        self._stamps = [] if not self.jit_compile else None
+        core = self._core(x, y)
+        result = self._summaries(y, core[0], *core[1:])
+        result["stamps"] = tf.stack([t for _, t in self._stamps]) if self._stamps else tf.zeros([0], tf.float64)
+        self.phase_names = [name for name, _ in self._stamps or []]
+        return result
+
+    # ----- host side -----
+
+    def __call__(self, x: np.ndarray, y: np.ndarray) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Run one step on a batch; return (host summaries, device phases as events).
+
+        Events are ``{"phase", "start", "duration", "detail"}`` with ``start`` in
+        seconds since the epoch (``time.time()``), so the caller can merge host phases.
+        """
+        call_start = time.time()
+        if self._step_fn is not None:
+            out = self._step_fn(x, y)
+        else:  # XLA core, then the summaries in a plain compiled function
+            core = self._core_fn(x, y)
+            core_end = time.time()
+            out = self._summary_fn(y, core[0], *core[1:])
+            out["stamps"] = tf.constant([call_start, core_end], tf.float64)
+            self.phase_names = ["start", "XLA step (forward, loss, gradients, apply_gradients)"]
+        host = tf.nest.map_structure(lambda t: t.numpy(), out)
+        return host, self._events(host.pop("stamps"), call_start)
+
+    def _events(self, stamps: np.ndarray, call_start: float) -> list[dict[str, Any]]:
+        events = []
+        previous = call_start
+        mode = "eager: Python runs every call" if self.eager else "compiled: Python ran only while tracing"
+        for name, t in zip(self.phase_names, stamps.tolist()):
+            if name == "start":
+                events.append({"phase": "enter step function", "start": previous, "duration": t - previous, "detail": mode})
+            else:
+                events.append({"phase": name, "start": previous, "duration": t - previous, "detail": _detail(name)})
+            previous = t
+        return events
+
+
+_DETAILS = {
+    "forward": "model(x, training=True): each binary layer computes Wb = binarization(W) and uses it",
+    "loss": "squared hinge on +-1 targets",
+    "gradients": "tape.gradient(loss, W): dC/dWb handed to W (straight-through)",
+    "scale_and_clip": "end of apply_gradients: other constraints, then BinaryConnectOptimizer's "
+    "W <- clip(W + W_LR_scale * (W_new - W), -H, H) for binary kernels",
+    "summaries": "histograms, counts and norms computed on the device",
+}
+
+
+def _detail(phase: str) -> str:
+    if ".update_step " in phase:
+        return ("apply_gradients -> apply -> update_step for this variable: the Keras 3 successor of "
+                "Keras 2's get_updates, whose ops also ran every step")
+    return _DETAILS.get(phase, "")

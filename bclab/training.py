@@ -1,0 +1,321 @@
+"""Trainer: runs a RunConfig step by step, the way the reference scripts train.
+
+Per epoch, as ``mnist.py``/``cifar10.py``: train on full batches only (the order is
+shuffled before every epoch but the first, as the reference shuffles at each epoch's
+end), then measure the validation error, and the test error; the reported result is
+the test error at the epoch with the best validation error, ties going to the later
+epoch. Errors are averaged over full batches, as the reference's ``val_epoch``. The
+learning rate decays once per epoch: ``lr_start * (lr_end / lr_start) ** (epoch / epochs)``.
+
+The Trainer is driven one batch at a time (``step()``), so a CLI loop, a background
+thread of the lab, or a test can run, pause and resume it; every step is atomic, so the
+model is always consistent (weights updated and clipped) between steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import keras
+import numpy as np
+
+from bclab import data as bcdata
+from bclab.config import RunConfig
+from bclab.models import build_model, make_optimizer, squared_hinge
+from bclab.optimizers import BinaryConnectOptimizer
+from bclab.step import InstrumentedStep
+from bclab.trace import LayerInfo, Trace
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    """Metrics of one finished epoch (errors in percent)."""
+
+    epoch: int
+    lr: float
+    train_loss: float
+    train_error: float
+    val_loss: float
+    val_error: float
+    test_loss: float
+    test_error: float
+    seconds: float
+
+
+def best_epoch(results: list[EpochResult]) -> EpochResult | None:
+    """The epoch with the lowest validation error; ties go to the later epoch (reference ``<=``)."""
+    best = None
+    for result in results:
+        if best is None or result.val_error <= best.val_error:
+            best = result
+    return best
+
+
+def device_name() -> str:
+    """'GPU: <name>' when TensorFlow sees a GPU, else 'CPU'."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "CPU"
+    details = tf.config.experimental.get_device_details(gpus[0])
+    return f"GPU: {details.get('device_name', gpus[0].name)}"
+
+
+class Trainer:
+    """Builds data, model and optimizer from a config and trains them one batch at a time.
+
+    Args:
+        config: the run's settings.
+        dataset: an already loaded ``Dataset`` (default: load ``config.dataset``).
+        explain: run the step eagerly (Python executes on every call) to record each
+            call in real time; slow, for a handful of steps.
+    """
+
+    def __init__(self, config: RunConfig, dataset: bcdata.Dataset | None = None, *, explain: bool = False):
+        self.config = config
+        dataset = dataset or bcdata.load_dataset(config.dataset, path=config.data_path)
+        dataset = bcdata.subset(dataset, config.n_train, config.n_test)
+        if config.n_validation >= len(dataset.x_train):
+            raise ValueError(
+                f"Received an invalid value for `n_validation`, expected fewer than the {len(dataset.x_train)} "
+                f"training examples. Received: n_validation={config.n_validation}"
+            )
+        self.dataset = dataset
+        self.split = bcdata.split_validation(dataset, config.n_validation)
+        for name, n in (("training", len(self.split.x_train)), ("test", len(self.split.x_test))):
+            if n < config.batch_size:
+                raise ValueError(
+                    f"Received an invalid value for `batch_size`, expected at most the {n} {name} examples "
+                    f"(only full batches are used). Received: batch_size={config.batch_size}"
+                )
+        keras.utils.set_random_seed(config.seed)
+        self.model = build_model(config, dataset.image_shape, dataset.num_classes)
+        self.optimizer = BinaryConnectOptimizer(make_optimizer(config))
+        self.optimizer.build(self.model.trainable_variables)
+        self.device = device_name()
+        self.explain = explain
+        self.instrumented = InstrumentedStep(
+            self.model,
+            self.optimizer,
+            squared_hinge,
+            level="off" if config.trace == "off" else config.trace,
+            sample_size=config.trace_sample,
+            seed=config.seed,
+            eager=explain,
+            jit_compile=config.jit_compile and not explain,
+        )
+        self.trace = None if config.trace == "off" else self._new_trace()
+        self._order_rng = np.random.default_rng(config.seed)
+        self._predict = None  # compiled test-time forward, made on first use
+        self.history: list[EpochResult] = []
+        self.epoch = 0
+        self.global_step = 0
+        self.batches_per_epoch = bcdata.num_batches(len(self.split.x_train), config.batch_size)
+        self._batches: Iterator | None = None
+        self._batches_left = 0
+        self._epoch_start = 0.0
+        self._epoch_losses: list[float] = []
+        self._epoch_correct: list[float] = []
+        self.on_step: list[Callable[[dict[str, Any]], None]] = []
+
+    def _new_trace(self) -> Trace:
+        layers = [
+            LayerInfo(
+                name=layer.name,
+                shape=tuple(int(d) for d in layer.kernel.shape),
+                H=float(layer.H),
+                lr_scale=float(layer.W_LR_scale),
+                binary=True,
+                stochastic=bool(layer.stochastic),
+            )
+            for layer in self.instrumented.layers
+        ]
+        meta = {
+            "config": self.config.to_dict(),
+            "device": self.device,
+            "keras": keras.__version__,
+            "backend": keras.backend.backend(),
+            "mode": "explain (eager)" if self.explain else ("compiled (XLA)" if self.config.jit_compile else "compiled"),
+            "hist_subset": self.instrumented.hist_index[0] is not None and len(self.instrumented.hist_index[0]) or None,
+            "dataset_source": self.dataset.source,
+        }
+        return Trace(
+            layers,
+            self.instrumented.bin_edges,
+            params=[v.path for v in self.instrumented.params],
+            sample_size=self.instrumented.sample_size,
+            meta=meta,
+        )
+
+    # ----- state -----
+
+    @property
+    def done(self) -> bool:
+        return self.epoch >= self.config.epochs
+
+    @property
+    def steps_total(self) -> int:
+        return self.config.epochs * self.batches_per_epoch
+
+    @property
+    def lr(self) -> float:
+        return self.config.lr_at_epoch(min(self.epoch, self.config.epochs - 1))
+
+    # ----- training -----
+
+    def step(self) -> EpochResult | None:
+        """Train on one batch; when it ends an epoch, evaluate and return that epoch's result."""
+        if self.done:
+            raise RuntimeError(f"The run is finished ({self.config.epochs} epochs). Make a new Trainer to start over.")
+        t_fetch = time.time()
+        if self._batches is None:
+            self._start_epoch()
+        x, y = next(self._batches)
+        t_ready = time.time()
+        host, device_events = self.instrumented(x, y)
+        t_host = time.time()
+        self._epoch_losses.append(float(host["loss"]))
+        self._epoch_correct.append(float(host["accuracy"]))
+        callbacks_start = time.time()
+        for callback in self.on_step:
+            callback(host)
+        t_end = time.time()
+        if self.trace is not None:
+            events = [_event("fetch batch", t_fetch, t_ready, f"{len(x)} examples, uint8 -> float32 in [-1, 1]")]
+            events += device_events
+            last = device_events[-1]["start"] + device_events[-1]["duration"] if device_events else t_ready
+            events.append(_event("summaries to host", last, t_host, "a few KB of summaries, .numpy()"))
+            events.append(_event("callbacks", callbacks_start, t_end, f"{len(self.on_step)} on_step callbacks"))
+            for event in events:
+                event["start"] -= t_fetch
+            self.trace.append(self._record(host, events))
+        self.global_step += 1
+        self._batches_left -= 1
+        if self._batches_left == 0:
+            return self._finish_epoch()
+        return None
+
+    def _start_epoch(self) -> None:
+        # The reference shuffles at the end of each epoch: the first epoch keeps the data order.
+        shuffle = self.epoch > 0
+        self._batches = bcdata.batches(
+            self.split.x_train,
+            self.split.y_train,
+            self.config.batch_size,
+            shuffle=shuffle,
+            seed=self._order_rng,
+            flatten=False,
+            num_classes=self.dataset.num_classes,
+        )
+        self._batches_left = self.batches_per_epoch
+        self.optimizer.learning_rate.assign(self.lr)
+        self._epoch_start = time.time()
+        self._epoch_losses, self._epoch_correct = [], []
+
+    def _finish_epoch(self) -> EpochResult:
+        val_loss, val_error = self.evaluate(self.split.x_val, self.split.y_val)
+        test_loss, test_error = self.evaluate(self.split.x_test, self.split.y_test)
+        result = EpochResult(
+            epoch=self.epoch + 1,
+            lr=self.lr,
+            train_loss=float(np.mean(self._epoch_losses)),
+            train_error=100.0 * (1.0 - float(np.mean(self._epoch_correct))),
+            val_loss=val_loss,
+            val_error=val_error,
+            test_loss=test_loss,
+            test_error=test_error,
+            seconds=time.time() - self._epoch_start,
+        )
+        self.history.append(result)
+        self.epoch += 1
+        self._batches = None
+        return result
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """(loss, error %) at test time (``training=False``) over full batches, as the reference."""
+        if len(x) < self.config.batch_size:
+            return math.nan, math.nan
+        losses, errors = [], []
+        for xb, yb in bcdata.batches(x, y, self.config.batch_size, shuffle=False, seed=None, flatten=False,
+                                     num_classes=self.dataset.num_classes):
+            out = self._predict_batch(xb)
+            losses.append(float(np.mean(np.square(np.maximum(0.0, 1.0 - yb * out)))))
+            errors.append(float(np.mean(np.argmax(out, -1) != np.argmax(yb, -1))))
+        return float(np.mean(losses)), 100.0 * float(np.mean(errors))
+
+    def _predict_batch(self, x: np.ndarray) -> np.ndarray:
+        if self._predict is None:
+            import tensorflow as tf
+
+            self._predict = tf.function(lambda batch: self.model(batch, training=False))
+        return self._predict(x).numpy()
+
+    def run(self, should_stop: Callable[[], bool] = lambda: False,
+            on_epoch: Callable[[EpochResult], None] | None = None) -> list[EpochResult]:
+        """Train until done or ``should_stop()``; return the epoch results so far."""
+        while not self.done and not should_stop():
+            result = self.step()
+            if result is not None and on_epoch is not None:
+                on_epoch(result)
+        return self.history
+
+    def explain_steps(self, steps: int = 3) -> list[list[dict[str, Any]]]:
+        """Run ``steps`` batches and return each one's events (use with ``explain=True``)."""
+        timelines = []
+        for _ in range(steps):
+            if self.done:
+                break
+            self.step()
+            if self.trace is not None:
+                timelines.append(self.trace.events(self.trace.latest_step()))
+        return timelines
+
+    def _record(self, host: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
+        counters = {
+            "python_traces": self.instrumented.counters["python_traces"],
+            "python_update_step_calls": self.instrumented.counters["python_update_step_calls"],
+            "compiled_runs": int(host["compiled_runs"]),
+        }
+        record: dict[str, Any] = {
+            "step": self.global_step,
+            "epoch": self.epoch,
+            "scalars": {"loss": float(host["loss"]), "accuracy": float(host["accuracy"]), "lr": float(host["lr"])},
+            "events": events,
+            "counters": counters,
+        }
+        if "layers" in host:
+            record["layers"] = {}
+            for layer, summary in zip(self.instrumented.layers, host["layers"]):
+                entry: dict[str, Any] = {
+                    "plus": int(summary["plus"]),
+                    "minus": int(summary["minus"]),
+                    "scalars": {k: float(summary[k]) for k in ("grad_norm", "update_norm", "clipped_fraction", "flip_ratio")},
+                }
+                if "hist" in summary:
+                    entry["hist"] = summary["hist"]
+                    entry["sample"] = summary["sample"]
+                record["layers"][layer.name] = entry
+            record["params"] = {
+                v.path: {k: float(s[k]) for k in ("grad_norm", "update_norm")}
+                for v, s in zip(self.instrumented.params, host["params"])
+            }
+        return record
+
+    def best(self) -> EpochResult | None:
+        """The result reported by the reference: the epoch with the best validation error."""
+        return best_epoch(self.history)
+
+    def history_dicts(self) -> list[dict[str, Any]]:
+        return [asdict(r) for r in self.history]
+
+
+def _event(phase: str, start: float, end: float, detail: str) -> dict[str, Any]:
+    return {"phase": phase, "start": start, "duration": max(0.0, end - start), "detail": detail}

@@ -1,0 +1,245 @@
+"""Tests for bclab.binarize against a NumPy oracle transcribed from the reference.
+
+Reference: /work/shared/reference/binaryconnect.md section 1 (``hard_sigmoid`` and
+``binarization`` of MatthieuCourbariaux/BinaryConnect ``binary_connect.py``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bclab.binarize import binarization, glorot_H, hard_sigmoid, straight_through
+
+# --------------------------------------------------------------------------- oracle
+
+
+def oracle_hard_sigmoid(x):
+    """``clip((x + 1) / 2, 0, 1)`` in float32, as Theano with floatX=float32."""
+    x = np.asarray(x, np.float32)
+    return np.clip((x + np.float32(1)) / np.float32(2), np.float32(0), np.float32(1))
+
+
+def oracle_binarization(W, H, binary=True, deterministic=False, stochastic=False, u=None):
+    """The reference ``binarization``, line by line, in float32.
+
+    ``u`` are the uniforms behind the Bernoulli draw: Theano's
+    ``srng.binomial(n=1, p=p)`` is 1 where ``u < p``.
+    """
+    W = np.asarray(W, np.float32)
+    H = np.float32(H)
+    if not binary or (deterministic and stochastic):
+        return W
+    p = oracle_hard_sigmoid(W / H)
+    if stochastic:
+        b = (np.asarray(u) < p).astype(np.float32)
+    else:
+        # T.round: half away from zero, so p == 0.5 -> 1. floor(p + 0.5) done in float64,
+        # where p + 0.5 is exact for a float32 p (in float32 it would round 0.49999997 up).
+        b = np.floor(p.astype(np.float64) + 0.5)
+    return np.where(b == 1, H, -H).astype(np.float32)
+
+
+# A "Glorot" H of MNIST's first layer (784 -> 2048) and of a 3x3 conv 3 -> 8 channels.
+H_VALUES = [1.0, 0.3, glorot_H(784, 2048), glorot_H(9 * 3, 9 * 8)]
+
+
+def awkward_weights(H, n_random=200, seed=0):
+    """Random weights plus every edge case: exact zeros, +-1e-9, +-H, |W| > H, p near 0.5."""
+    rng = np.random.default_rng(seed)
+    H32 = np.float32(H)
+    below_half = -np.float32(2.0**-24) * H32  # p = 0.5 - 2**-25 in float32 for H = 1
+    special = np.array(
+        [0.0, -0.0, 0.0, -1e-9, 1e-9, -1e-30, H32, -H32, 3 * H32, -3 * H32, 1e3, -1e3,
+         H32 / 2, -H32 / 2, below_half, -below_half, np.nextafter(H32, np.float32(0)),
+         -np.nextafter(H32, np.float32(0))],
+        np.float32,
+    )
+    random = rng.uniform(-2 * H, 2 * H, n_random).astype(np.float32)
+    return np.concatenate([special, random]).reshape(-1, 2)
+
+
+# --------------------------------------------------------------------------- hard_sigmoid
+
+
+def test_hard_sigmoid_hand_values():
+    # (x + 1) / 2 clipped to [0, 1]: -3 -> -1 -> 0; -1 -> 0; -0.5 -> 0.25; 0 -> 0.5;
+    # 0.5 -> 0.75; 1 -> 1; 3 -> 2 -> 1.
+    x = np.array([-3, -1, -0.5, 0, 0.5, 1, 3], np.float32)
+    expected = np.array([0, 0, 0.25, 0.5, 0.75, 1, 1], np.float32)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(hard_sigmoid(x)), expected)
+
+
+@pytest.mark.parametrize("H", H_VALUES)
+def test_hard_sigmoid_matches_oracle(H):
+    x = awkward_weights(H) / np.float32(H)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(hard_sigmoid(x)), oracle_hard_sigmoid(x))
+
+
+# --------------------------------------------------------------------------- deterministic
+
+
+def test_deterministic_hand_values():
+    # H = 0.5: W/H = [-4, -1, -0.5, 0, -2e-9, 0.5, 1, 4]
+    # p = hard_sigmoid = [0, 0, 0.25, 0.5, 0.5 (1 - 2e-9 rounds to 1 in float32), 0.75, 1, 1]
+    # round half up -> b = [0, 0, 0, 1, 1, 1, 1, 1] -> Wb = -H, -H, -H, +H, +H, +H, +H, +H
+    W = np.array([-2, -0.5, -0.25, 0, -1e-9, 0.25, 0.5, 2], np.float32)
+    H = 0.5
+    expected = np.array([-0.5, -0.5, -0.5, 0.5, 0.5, 0.5, 0.5, 0.5], np.float32)
+    Wb = keras.ops.convert_to_numpy(binarization(W, H, deterministic=True))
+    np.testing.assert_array_equal(Wb, expected)
+    assert Wb.dtype == np.float32
+
+
+def test_zero_maps_to_plus_H():
+    # p = hard_sigmoid(0) = 0.5 rounds UP (keras.ops.round would give 0 -> -H).
+    W = np.zeros((3, 4), np.float32)
+    Wb = keras.ops.convert_to_numpy(binarization(W, 0.3, deterministic=True))
+    np.testing.assert_array_equal(Wb, np.full((3, 4), np.float32(0.3)))
+
+
+@pytest.mark.parametrize("H", H_VALUES)
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_rounding_branch_matches_oracle(H, deterministic):
+    # stochastic=False takes the rounding branch whatever `deterministic` says (quirk).
+    W = awkward_weights(H)
+    got = keras.ops.convert_to_numpy(binarization(W, H, deterministic=deterministic, stochastic=False))
+    want = oracle_binarization(W, H, deterministic=deterministic, stochastic=False)
+    np.testing.assert_array_equal(got, want)
+    assert set(np.unique(got)) <= {np.float32(H), np.float32(-H)}
+    # and it is H * sign(W) with sign(0) = +1 (checked on the non-boundary entries only:
+    # W = -2**-24 * H is a float32 rounding case of p, handled by the oracle above)
+    mask = np.abs(W) >= 1e-6 * H
+    mask |= W == 0
+    np.testing.assert_array_equal(got[mask], np.where(W >= 0, np.float32(H), np.float32(-H))[mask])
+
+
+@pytest.mark.parametrize("H", H_VALUES)
+def test_deterministic_and_stochastic_turns_binarization_off(H):
+    # Reference quirk: deterministic=True and stochastic=True -> Wb = W.
+    W = awkward_weights(H)
+    got = keras.ops.convert_to_numpy(binarization(W, H, deterministic=True, stochastic=True, srng=1))
+    np.testing.assert_array_equal(got, W)
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+@pytest.mark.parametrize("stochastic", [True, False])
+def test_binary_false_returns_W(deterministic, stochastic):
+    W = awkward_weights(1.0)
+    got = binarization(W, 1.0, binary=False, deterministic=deterministic, stochastic=stochastic, srng=3)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(got), W)
+
+
+# --------------------------------------------------------------------------- stochastic
+
+
+@pytest.mark.parametrize("H", H_VALUES)
+def test_stochastic_int_seed_matches_oracle_and_repeats(H):
+    # With an int seed the draw is stateless: the uniforms are keras.random.uniform(seed=s),
+    # and Bernoulli(p) is 1 where u < p (Theano's binomial), so the oracle reproduces it.
+    W = awkward_weights(H)
+    first = keras.ops.convert_to_numpy(binarization(W, H, stochastic=True, srng=1234))
+    second = keras.ops.convert_to_numpy(binarization(W, H, stochastic=True, srng=1234))
+    np.testing.assert_array_equal(first, second)
+    u = keras.ops.convert_to_numpy(keras.random.uniform(W.shape, dtype="float32", seed=1234))
+    np.testing.assert_array_equal(first, oracle_binarization(W, H, stochastic=True, u=u))
+
+
+def test_stochastic_p0_and_p1_are_certain():
+    # W <= -H -> p = 0 -> always -H; W >= H -> p = 1 -> always +H (u in [0, 1), u < 1 always).
+    H = 0.3
+    W = np.array([-H, -0.31, -3.0, -1e3, H, 0.31, 3.0, 1e3] * 500, np.float32).reshape(500, 8)
+    Wb = keras.ops.convert_to_numpy(binarization(W, H, stochastic=True, srng=keras.random.SeedGenerator(5)))
+    expected = np.where(W > 0, np.float32(H), np.float32(-H))
+    np.testing.assert_array_equal(Wb, expected)
+
+
+def test_stochastic_frequencies_match_hard_sigmoid():
+    # Per weight, over N draws of a compiled function, the fraction of +H must match
+    # p = hard_sigmoid(W / H). Tolerance: 5 binomial standard deviations sqrt(p(1-p)/N)
+    # (chance of a false failure < 1e-5 over these 12 weights), and exact for p in {0, 1}.
+    H = 0.5
+    W = np.array([-1.0, -0.5, -0.4, -0.25, -0.1, -1e-9, 0.0, 0.1, 0.25, 0.4, 0.5, 1.0], np.float32)
+    p = oracle_hard_sigmoid(W / np.float32(H)).astype(np.float64)
+    seed_gen = keras.random.SeedGenerator(11)
+    W_var = keras.Variable(W)
+    draw = tf.function(lambda: binarization(W_var, H, stochastic=True, srng=seed_gen))
+    N = 2000
+    samples = np.stack([keras.ops.convert_to_numpy(draw()) for _ in range(N)])
+    assert set(np.unique(samples)) <= {np.float32(H), np.float32(-H)}
+    freq = (samples == np.float32(H)).mean(axis=0)
+    tol = 5 * np.sqrt(p * (1 - p) / N)
+    assert np.all(np.abs(freq - p) <= tol), (freq, p, tol)
+    assert freq[0] == 0 and freq[1] == 0 and freq[-2] == 1 and freq[-1] == 1
+
+
+def test_compiled_function_with_seed_generator_draws_fresh_samples():
+    # A frozen mask (noise drawn at trace time) would make both calls equal. With 256
+    # weights at p = 0.5 an honest coincidence has probability 2**-256.
+    seed_gen = keras.random.SeedGenerator(42)
+    W = keras.Variable(np.zeros((16, 16), np.float32))
+
+    @tf.function
+    def draw():
+        return binarization(W, 1.0, stochastic=True, srng=seed_gen)
+
+    a = keras.ops.convert_to_numpy(draw())
+    b = keras.ops.convert_to_numpy(draw())
+    assert not np.array_equal(a, b)
+    assert draw.experimental_get_tracing_count() == 1
+    # both draws are genuinely binary, roughly half +1 (p = 0.5)
+    for s in (a, b):
+        assert set(np.unique(s)) == {np.float32(-1), np.float32(1)}
+
+
+def test_different_int_seeds_give_different_samples():
+    W = np.zeros((16, 16), np.float32)
+    a = keras.ops.convert_to_numpy(binarization(W, 1.0, stochastic=True, srng=1))
+    b = keras.ops.convert_to_numpy(binarization(W, 1.0, stochastic=True, srng=2))
+    assert not np.array_equal(a, b)
+
+
+# --------------------------------------------------------------------------- straight_through
+
+
+@pytest.mark.parametrize("stochastic", [False, True])
+def test_straight_through_forward_and_identity_gradient(stochastic):
+    H = 0.3
+    W0 = awkward_weights(H, n_random=40)  # includes |W| > H, zeros, tiny negatives
+    W = tf.Variable(W0)
+    upstream = np.random.default_rng(1).normal(size=W0.shape).astype(np.float32)
+    upstream[0, 0] = 0.0
+    with tf.GradientTape() as tape:
+        Wb = binarization(W, H, stochastic=stochastic, srng=keras.random.SeedGenerator(3))
+        Ws = straight_through(W, Wb)
+        loss = tf.reduce_sum(Ws * upstream)
+    grad = tape.gradient(loss, W)
+    # forward: bit-equal to Wb (Wb + (W - W) is exact)
+    np.testing.assert_array_equal(Ws.numpy(), Wb.numpy())
+    assert set(np.unique(Ws.numpy())) <= {np.float32(H), np.float32(-H)}
+    # backward: dC/dW = dC/dWb = upstream exactly, also where |W| > H (no masking)
+    assert np.any(np.abs(W0) > H)
+    np.testing.assert_array_equal(grad.numpy(), upstream)
+
+
+def test_binarization_alone_passes_no_gradient():
+    W = tf.Variable(np.array([0.2, -0.7, 0.0], np.float32))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(binarization(W, 1.0, deterministic=True))
+    assert tape.gradient(loss, W) is None
+
+
+# --------------------------------------------------------------------------- glorot_H
+
+
+def test_glorot_H_hand_values():
+    # MNIST 784 -> 2048: sqrt(1.5 / 2832) = sqrt(1 / 1888) = 0.0230142...; its inverse
+    # sqrt(1888) = 43.4511...
+    assert glorot_H(784, 2048) == pytest.approx(math.sqrt(1.5 / 2832), rel=1e-15)
+    assert 1 / glorot_H(784, 2048) == pytest.approx(43.4511, abs=1e-4)
+    # 3x3 conv, 3 -> 8 channels: fan_in = 27, fan_out = 72: sqrt(1.5 / 99)
+    assert glorot_H(27, 72) == pytest.approx(math.sqrt(1.5 / 99), rel=1e-15)
