@@ -2,42 +2,44 @@
 
 Faithful binary layers and update rule, a step trace of what happens inside every
 training step, and a Jupyter-widget lab that shows it live.
+
+Names are imported on first use, so ``import bclab.trace`` or ``bclab.plots`` never
+loads Keras or TensorFlow.
 """
 
-from bclab.binarize import binarization, hard_sigmoid, straight_through
-from bclab.config import RunConfig
-from bclab.constraints import BinaryKernelClip
-from bclab.data import load_dataset
-from bclab.layers import BinaryConv2D, BinaryDense, binary_layers, binary_weights
-from bclab.models import build_model, squared_hinge
-from bclab.optimizers import BinaryConnectOptimizer
-from bclab.trace import Trace
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BinaryConnectOptimizer",
-    "BinaryConv2D",
-    "BinaryDense",
-    "BinaryKernelClip",
-    "RunConfig",
-    "Trace",
-    "binarization",
-    "binary_layers",
-    "binary_weights",
-    "build_model",
-    "hard_sigmoid",
-    "load_dataset",
-    "squared_hinge",
-    "straight_through",
-    "__version__",
-]
+_EXPORTS = {
+    "binarization": "bclab.binarize",
+    "hard_sigmoid": "bclab.binarize",
+    "straight_through": "bclab.binarize",
+    "RunConfig": "bclab.config",
+    "BinaryKernelClip": "bclab.constraints",
+    "load_dataset": "bclab.data",
+    "BinaryConv2D": "bclab.layers",
+    "BinaryDense": "bclab.layers",
+    "binary_layers": "bclab.layers",
+    "binary_weights": "bclab.layers",
+    "build_model": "bclab.models",
+    "squared_hinge": "bclab.models",
+    "BinaryConnectOptimizer": "bclab.optimizers",
+    "Trace": "bclab.trace",
+    "Trainer": "bclab.training",
+    "Lab": "bclab.lab",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
 
 
 def __getattr__(name: str):
-    # Trainer imports TensorFlow's tf.function machinery; load it on first use.
-    if name == "Trainer":
-        from bclab.training import Trainer
-
-        return Trainer
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'bclab' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

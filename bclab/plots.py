@@ -8,10 +8,10 @@ or removes traces, so a live widget gets one small message per update (only chan
 sent). Histograms arrive pre-binned from the trace and are drawn as bars of counts on the
 trace's fixed bins.
 
-Why `plotly_update` rather than attribute writes inside `fig.batch_update()` (which also send
-one message): attribute writes validate every array (~0.3 ms each) and dotted layout paths cost
-~0.5 ms each, which made an update of all views ~60 ms; `_write` below takes ~5x less. The
-values written are built here and already valid.
+Why `plotly_update` rather than attribute writes inside `fig.batch_update()` (also one message):
+those validate every array (~0.3 ms each) and resolve each dotted layout path (~0.5 ms), which
+made an update of all views ~60 ms; `_write` takes about a quarter of that. Values are built
+here, so they are valid already.
 
 Lookups are forgiving: `layer=None` means the first layer, `step=None` the latest heavy step, a
 step that thinning dropped is replaced by `trace.nearest_step(step)`, and data the trace lacks
@@ -43,7 +43,8 @@ from plotly.subplots import make_subplots
 from bclab.trace import Trace, TraceLookupError
 
 __all__ = [
-    "MAX_POINTS", "SCALAR_PANELS", "figures_to_html", "hard_sigmoid", "is_update_phase",
+    "MAX_POINTS", "SCALAR_PANELS", "UPDATE_LABEL", "downsample", "figures_to_html", "hard_sigmoid",
+    "is_update_phase",
     "make_comparison_figure", "make_grads_figure", "make_hard_sigmoid_figure",
     "make_scalars_figure", "make_timeline_figure", "make_trajectories_figure",
     "make_weights_figure", "update_comparison", "update_grads", "update_hard_sigmoid",
@@ -68,7 +69,7 @@ _SAMPLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # trace -> (k
 # ---------------------------------------------------------------------------- helpers
 
 def hard_sigmoid(x: np.ndarray) -> np.ndarray:
-    """`clip((x + 1) / 2, 0, 1)`, BinaryConnect's probability of +H (arXiv:1511.00363, eq. 3)."""
+    """`clip((x + 1) / 2, 0, 1)`, BinaryConnect's probability of +H (arXiv:1511.00363)."""
     return np.clip((np.asarray(x, np.float64) + 1.0) / 2.0, 0.0, 1.0)
 
 
@@ -79,8 +80,8 @@ def is_update_phase(phase: str) -> bool:
 
 
 def downsample(x: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
-    """Keeps every `ceil(n / max_points)`-th point (a plain stride, no averaging, so spikes at
-    kept points stay exact) plus always the last point, so the line reaches the newest step."""
+    """Keeps every `ceil(n / (max_points - 1))`-th point (a plain stride, no averaging, so kept
+    values are exact) and always the last, so the line reaches the newest step."""
     n = len(x)
     if n <= max_points:
         return x, y
@@ -131,17 +132,13 @@ def _samples(trace: Trace, layer: str) -> dict[str, tuple[np.ndarray, np.ndarray
     return cached[1]
 
 
-def _bars(trace: Trace | None, kind: str, layer: str | None, step: int | None):
-    """`(bin centers, counts, bin widths)` of one histogram, or empties."""
+def _bars(trace: Trace | None, kind: str, layer: str | None, step: int | None) -> dict[str, Any]:
+    """Bar properties of one histogram: x = bin centers, y = counts, width = bin widths."""
     found = None if step is None else _get(trace.histogram, kind, layer, step)
     if found is None:
-        return _EMPTY, _EMPTY, None
+        return {"x": _EMPTY, "y": _EMPTY, "width": None}
     edges, counts = found
-    return (edges[:-1] + edges[1:]) / 2, counts, np.diff(edges)
-
-
-def _bar(found: tuple) -> dict[str, Any]:
-    return dict(zip(("x", "y", "width"), found, strict=True))
+    return {"x": (edges[:-1] + edges[1:]) / 2, "y": counts, "width": np.diff(edges)}
 
 
 def _write(fig: go.Figure, traces: Mapping[int, Mapping[str, Any]], layout: Mapping[str, Any] | None = None,
@@ -206,9 +203,8 @@ def update_weights(fig: go.Figure, trace: Trace | None, layer: str | None = None
                    step: int | None = None) -> None:
     """Writes the layer's real histogram, ±H lines and binary counts at `step` into `fig`."""
     info, s = _layer(trace, layer), _heavy_step(trace, step)
-    hist = _bars(trace, "real", info and info.name, s)
     counts = None if s is None else _get(trace.binary_counts, info.name, s)
-    _write(fig, {0: _bar(hist), 1: {"y": _EMPTY if counts is None else [counts[1], counts[0]]}},
+    _write(fig, {0: _bars(trace, "real", info and info.name, s), 1: {"y": _EMPTY if counts is None else [counts[1], counts[0]]}},
            {"xaxis2.title.text": "" if info is None else f"H = {info.H:g}",
             "title.text": f"weights: {_where(info, s)}"},
            vlines=(info and -info.H, info and info.H))
@@ -251,7 +247,7 @@ def update_hard_sigmoid(fig: go.Figure, trace: Trace | None, layer: str | None =
     curve = ({"x": _EMPTY, "y": _EMPTY} if info is None else
              {"x": info.H * np.array([-1.5, -1.0, 0.0, 1.0, 1.5]), "y": [0.0, 0.0, 0.5, 1.0, 1.0]})
     markers = {"x": _EMPTY, "y": _EMPTY} if w is None else {"x": w, "y": p}
-    _write(fig, {0: curve, 1: markers, 2: _bar(_bars(trace, "prob", info and info.name, s))},
+    _write(fig, {0: curve, 1: markers, 2: _bars(trace, "prob", info and info.name, s)},
            {"title.text": f"hard sigmoid: {_where(info, s)}"})
 
 
@@ -409,8 +405,8 @@ def update_grads(fig: go.Figure, trace: Trace | None, layer: str | None = None,
                  step: int | None = None) -> None:
     """Writes the layer's grad and update histograms at `step` into `fig`."""
     info, s = _layer(trace, layer), _heavy_step(trace, step)
-    _write(fig, {0: _bar(_bars(trace, "grad", info and info.name, s)),
-                 1: _bar(_bars(trace, "update", info and info.name, s))},
+    _write(fig, {0: _bars(trace, "grad", info and info.name, s),
+                 1: _bars(trace, "update", info and info.name, s)},
            {"title.text": f"gradients: {_where(info, s)}"})
 
 
@@ -468,6 +464,8 @@ def figures_to_html(figs: Mapping[str, go.Figure], path: str | os.PathLike, titl
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(html)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -13,10 +13,11 @@ previous step's; step 0 compares with ``sign(W_init)``); gradient norm; norm of 
 update actually applied (``W_after - W_before``: after the step scale and the clip);
 clipped fraction (fraction of weights at the bound ``|W| = H`` after the update).
 With ``level="full"`` also histograms on fixed bins (``default_bin_edges``) of the
-real weights W used in the forward pass, ``p = hard_sigmoid(W/H)``, the gradient and
-the update, over a fixed seeded subset of ``hist_subset`` weights per layer (all
-weights of smaller layers; exact counts of that subset), and W, Wb, p, gradient and
-update of ``sample_size`` tracked weights. A value outside the edges counts in the
+real weights W used in the forward pass (in units of H), ``p = hard_sigmoid(W/H)``, the
+gradient and the update, over every k-th weight of the flattened kernel, k chosen so at
+most ``hist_subset`` weights are binned (k = 1, all weights, for smaller layers; exact
+counts of that subset), and W, Wb, p, gradient and update of ``sample_size`` tracked
+weights chosen by seed. A value outside the edges counts in the
 outermost bin. Non-binary parameters get gradient and update norms.
 
 Counters answer "when does the optimizer run?": ``python_traces`` counts executions of
@@ -118,10 +119,10 @@ class InstrumentedStep:
         sizes = [int(np.prod(layer.kernel.shape)) for layer in self.layers]
         # One sample size for all layers (the trace stores a fixed-width row), capped by the smallest.
         self.sample_size = min([sample_size, *sizes]) if level == "full" else 0
-        self.sample_index, self.hist_index = [], []
-        for size in sizes:
-            self.sample_index.append(np.sort(rng.choice(size, self.sample_size, replace=False)))
-            self.hist_index.append(None if size <= hist_subset else np.sort(rng.choice(size, hist_subset, replace=False)))
+        self.sample_index = [np.sort(rng.choice(size, self.sample_size, replace=False)) for size in sizes]
+        # Histograms see every k-th weight of the flattened kernel: a strided slice costs far
+        # less than a gather of random indices (measured: 2 vs 5 ms for 65,536 of 4M on CPU).
+        self.hist_stride = [max(1, -(-size // hist_subset)) for size in sizes]
         self.previous_plus = [
             tf.Variable(tf.reshape(layer.kernel.value >= 0, [-1]), trainable=False, name=f"{layer.name}_previous_plus")
             for layer in self.layers
@@ -216,9 +217,10 @@ class InstrumentedStep:
         update = W_after - W
         plus = Wb > 0
         size = tf.cast(tf.size(W), tf.float32)
-        flips = tf.math.count_nonzero(tf.not_equal(plus, self.previous_plus[i]))
+        # reduce_sum of a cast: count_nonzero is several times slower on CPU.
+        flips = tf.reduce_sum(tf.cast(tf.not_equal(plus, self.previous_plus[i]), tf.int64))
         self.previous_plus[i].assign(plus)
-        n_plus = tf.math.count_nonzero(plus)
+        n_plus = tf.reduce_sum(tf.cast(plus, tf.int64))
         summary = {
             "plus": n_plus,
             "minus": tf.size(W, out_type=tf.int64) - n_plus,
@@ -228,14 +230,13 @@ class InstrumentedStep:
             "clipped_fraction": tf.reduce_mean(tf.cast(tf.abs(W_after) >= H, tf.float32)),
         }
         if self.level == "full":
-            pick = self.hist_index[i]
-            sub = (lambda t: t) if pick is None else (lambda t: tf.gather(t, pick))
-            W_sub = sub(W)
+            k = self.hist_stride[i]
+            W_sub = W[::k] / H
             summary["hist"] = {
-                "real": bucket_counts(W_sub / H, self.bin_edges["real"]),
-                "prob": bucket_counts(hard_sigmoid(W_sub / H), self.bin_edges["prob"]),
-                "grad": bucket_counts(sub(grad), self.bin_edges["grad"]),
-                "update": bucket_counts(sub(update), self.bin_edges["update"]),
+                "real": bucket_counts(W_sub, self.bin_edges["real"]),
+                "prob": bucket_counts(hard_sigmoid(W_sub), self.bin_edges["prob"]),
+                "grad": bucket_counts(grad[::k], self.bin_edges["grad"]),
+                "update": bucket_counts(update[::k], self.bin_edges["update"]),
             }
             s = self.sample_index[i]
             W_s = tf.gather(W, s)

@@ -144,7 +144,7 @@ class Trainer:
             "keras": keras.__version__,
             "backend": keras.backend.backend(),
             "mode": "explain (eager)" if self.explain else ("compiled (XLA)" if self.config.jit_compile else "compiled"),
-            "hist_subset": self.instrumented.hist_index[0] is not None and len(self.instrumented.hist_index[0]) or None,
+            "hist_stride": dict(zip([layer.name for layer in self.instrumented.layers], self.instrumented.hist_stride)),
             "dataset_source": self.dataset.source,
         }
         return Trace(

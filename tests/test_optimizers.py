@@ -104,7 +104,7 @@ def test_adam_first_step_is_scaled_then_clipped():
     # -0.06 + 0.03 = -0.03 (no clip before the step)
     np.testing.assert_allclose(value(W)[[0, 1, 3, 6, 7]], [-0.03, 0.05, 0.01, 0.019, -0.03], rtol=0, atol=1e-6)
     # g = 1e-8: the step is lr * 1e-8 / (1e-8 + 3.16e-6) * 3 ~ 9.5e-5, far from 3 * lr * sign(g)
-    assert 0 < value(W)[2] - W0[2] < 1e-4
+    assert 0 < W0[2] - value(W)[2] < 1e-4
 
 
 def test_scale_multiplies_the_step_not_the_gradient():
@@ -197,13 +197,13 @@ def test_sgd_momentum_two_steps():
 # --------------------------------------------------------------------------- inside model.fit
 
 
-def small_model(stochastic):
+def small_model(stochastic, seeds=(3, 4)):
     return keras.Sequential([
         keras.Input((5,)),
-        BinaryDense(6, stochastic=stochastic, H=0.05, W_LR_scale="glorot", seed=3, name="b1"),
+        BinaryDense(6, stochastic=stochastic, H=0.05, W_LR_scale="glorot", seed=seeds[0], name="b1"),
         keras.layers.BatchNormalization(),
         keras.layers.ReLU(),
-        BinaryDense(2, stochastic=stochastic, H="glorot", W_LR_scale="glorot", seed=4, name="b2"),
+        BinaryDense(2, stochastic=stochastic, H="glorot", W_LR_scale="glorot", seed=seeds[1], name="b2"),
     ])
 
 
@@ -219,8 +219,11 @@ def test_fit_compiled_and_eager_agree(stochastic):
     x, y = data()
     results = []
     for run_eagerly in (False, True):
-        keras.utils.set_random_seed(0)
-        model = small_model(stochastic)
+        keras.utils.set_random_seed(0)  # makes the seed=None draws repeat
+        # seed=None: with an int seed the first Bernoulli draw reuses the initializer's
+        # uniforms (u == p up to rounding), so it is decided by float rounding, which
+        # differs between graph and eager; see test_layers.py::test_first_sample_is_not_the_init
+        model = small_model(stochastic, seeds=(None, None))
         model.compile(optimizer=BinaryConnectOptimizer(keras.optimizers.Adam(0.01)), loss="squared_hinge",
                       run_eagerly=run_eagerly)
         model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
@@ -228,8 +231,9 @@ def test_fit_compiled_and_eager_agree(stochastic):
         results.append([value(v) for v in model.weights])
         for layer in binary_layers(model):
             assert np.abs(value(layer.kernel)).max() <= f32(layer.H)
+    # graph and eager float32 kernels differ by a few ulps (seen: 2e-8 after 8 steps)
     for a, b in zip(*results, strict=True):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
 
 
 def test_fit_applies_the_scaled_step():

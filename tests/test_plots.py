@@ -153,6 +153,15 @@ def test_hard_sigmoid_curve_markers_and_p_histogram(trace):
     assert_bars(fig.data[2], trace, "prob", "binary_dense_1", 30)
 
 
+def test_hard_sigmoid_markers_compute_p_when_only_w_was_recorded():
+    trace = make_trace(1, sample_size=4)
+    w = np.array([-2.0, -1.0, 0.0, 0.5], np.float32)  # H = 1: |w| > H, -H, exact zero, inside
+    trace.append({"step": 0, "layers": {"binary_dense_0": {"sample": {"W": w}}}})
+    fig = plots.make_hard_sigmoid_figure(trace)
+    np.testing.assert_array_equal(fig.data[1].y, [0.0, 0.0, 0.5, 0.75])  # (w + 1) / 2, clipped
+    assert len(fig.data[2].y) == 0  # no "prob" histogram in that record
+
+
 def test_hard_sigmoid_is_the_papers_rule():
     # (x + 1) / 2 clipped: x = -3 -> -1 -> 0; -1 -> 0; 0 -> 0.5; 0.5 -> 0.75; 1 -> 1; 3 -> 2 -> 1.
     np.testing.assert_array_equal(plots.hard_sigmoid(np.array([-3, -1, 0, 0.5, 1, 3])),
