@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--tensorboard", metavar="DIR", help="also export the trace's scalars as TensorBoard events")
     train.add_argument("--jit-compile", action="store_true", help="compile the step with XLA")
     train.add_argument("--config", metavar="JSON", help="start from a saved config.json")
-    train.add_argument("--out", default=None, help="output folder (default runs/<dataset>-<mode>-seed<seed>)")
+    train.add_argument("--out", default=None, help="output folder (default runs/<time>-<dataset>-<mode>)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     trace = commands.add_parser("trace", help="inspect a saved trace")
@@ -102,7 +103,7 @@ def _check_out(out: Path) -> None:
 
 def train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    out = Path(args.out or f"runs/{config.dataset}-{config.mode}-seed{config.seed}")
+    out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{config.dataset}-{config.mode}")
     _check_out(out)
     for flag, path in (("--trace", args.trace), ("--tensorboard", args.tensorboard)):
         if path and Path(path).exists() and (Path(path).is_dir() if flag == "--trace" else Path(path).is_file()):

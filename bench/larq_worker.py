@@ -1,0 +1,114 @@
+"""larq side of ``bench/throughput.py``: runs inside ``bench/.venv-larq`` (Keras 2, tf-keras).
+
+Trains the paper's MNIST MLP shape with ``larq.layers.QuantDense`` (``ste_sign`` kernel
+quantizer, ``weight_clip`` constraint, no input quantizer) + BatchNorm + ReLU, Adam, the
+squared hinge loss, through a manual compiled train step (the same path the bclab side
+uses), on the batches that ``throughput.py`` saved to ``--data``.
+
+Protocol (one long-lived process, so the parent can alternate bclab and larq
+repetitions): after building and warming up it prints ``@@{"ready": true, ...}``; then
+for every stdin line ``run N`` it times N steps and prints
+``@@{"steps": N, "seconds": s, "steps_per_second": N / s}``; ``quit`` ends it.
+Lines without the ``@@`` prefix are not part of the protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _say(payload: dict) -> None:
+    sys.stdout.write("@@" + json.dumps(payload) + "\n")
+    sys.stdout.flush()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help=".npz with x (n_batches, B, ...) and y (n_batches, B, classes)")
+    parser.add_argument("--units", type=int, default=2048)
+    parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument("--bn-alpha", type=float, default=0.15)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--xla", action="store_true", help="jit_compile=True on the train step")
+    args = parser.parse_args()
+
+    import larq as lq
+    import numpy as np
+    import tensorflow as tf
+
+    keras = tf.keras  # tf_keras under TF_USE_LEGACY_KERAS=1
+    data = np.load(args.data)
+    xs = [tf.constant(x) for x in data["x"]]
+    ys = [tf.constant(y) for y in data["y"]]
+    num_classes = int(data["y"].shape[-1])
+
+    def quant_dense(units: int, name: str):
+        return lq.layers.QuantDense(
+            units, kernel_quantizer="ste_sign", kernel_constraint="weight_clip", input_quantizer=None, name=name
+        )
+
+    def batch_norm(name: str):
+        return keras.layers.BatchNormalization(momentum=1.0 - args.bn_alpha, epsilon=1e-4, name=name)
+
+    layers = [keras.Input(tuple(data["x"].shape[2:])), keras.layers.Flatten()]
+    for i in range(args.layers):
+        layers += [quant_dense(args.units, f"dense_{i + 1}"), batch_norm(f"bn_{i + 1}"), keras.layers.ReLU()]
+    layers += [quant_dense(num_classes, "dense_out"), batch_norm("bn_out")]
+    model = keras.Sequential(layers)
+    optimizer = keras.optimizers.Adam(args.lr, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+
+    @tf.function(jit_compile=args.xla)
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            out = model(x, training=True)
+            loss = tf.reduce_mean(tf.square(tf.maximum(0.0, 1.0 - y * out)))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    position = 0
+
+    def run(n: int) -> float:
+        nonlocal position
+        loss = None
+        start = time.perf_counter()
+        for _ in range(n):
+            loss = train_step(xs[position], ys[position])
+            position = (position + 1) % len(xs)
+        loss.numpy()  # wait for the last step
+        return time.perf_counter() - start
+
+    run(max(1, args.warmup))
+    _say({
+        "ready": True,
+        "larq": lq.__version__ if hasattr(lq, "__version__") else "unknown",
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "params": int(model.count_params()),
+        "xla": args.xla,
+    })
+    for line in sys.stdin:
+        command = line.split()
+        if not command:
+            continue
+        if command[0] == "quit":
+            break
+        if command[0] == "run":
+            n = int(command[1])
+            seconds = run(n)
+            _say({"steps": n, "seconds": seconds, "steps_per_second": n / seconds})
+        else:
+            _say({"error": f"unknown command {line.strip()!r}"})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
