@@ -28,6 +28,8 @@ from bclab.binarize import binarization, glorot_H, straight_through
 from bclab.constraints import BinaryKernelClip
 
 _OWNED_WHEN_BINARY = ("kernel_initializer", "kernel_constraint")
+_SAMPLER_SEED_OFFSET = 1_000_003  # a prime, far from the per-layer seeds of bclab.models
+_SAMPLER_STATE_KEY = "sampler_state"
 
 
 def _invalid(name: str, value: Any, expected: str) -> ValueError:
@@ -87,7 +89,9 @@ class BinaryKernelMixin:
         self.H: float | None = None
         self.W_LR_scale: float = 1.0
         if self.binary and self.stochastic:
-            self.seed_generator = keras.random.SeedGenerator(seed)
+            # A seed of its own: RandomUniform(seed=s) and SeedGenerator(s) draw the same
+            # uniforms, which would make the first sample compare each weight with itself.
+            self.seed_generator = keras.random.SeedGenerator(None if seed is None else _SAMPLER_SEED_OFFSET + seed)
         else:
             self.seed_generator = None
         self._last_binary_kernel = None
@@ -134,6 +138,18 @@ class BinaryKernelMixin:
         # which reports the exact sample this forward pass used.
         self._last_binary_kernel = Wb
         return straight_through(self.kernel, Wb)
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        if self.built and self.seed_generator is not None:
+            # Keras saves a layer's own variables only; the sampler's position is state too.
+            store[_SAMPLER_STATE_KEY] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        if self.seed_generator is not None and _SAMPLER_STATE_KEY in store.keys():
+            self.seed_generator.state.assign(store[_SAMPLER_STATE_KEY])
+            store = {key: store[key] for key in store.keys() if key != _SAMPLER_STATE_KEY}
+        super().load_own_variables(store)
 
     def get_config(self):
         config = super().get_config()

@@ -336,12 +336,6 @@ def test_save_load_then_training_continues_identically(tmp_path):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), err_msg=a.path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the stochastic layers' SeedGenerator state is not saved (Keras saves only "
-           "a layer's own _trainable/_non_trainable variables); after load_model the sample "
-           "stream restarts from the constructor seed.",
-)
 def test_save_load_restores_stochastic_seed_state(tmp_path):
     model = keras.Sequential([keras.Input((4,)), BinaryDense(8, stochastic=True, seed=7, name="bd")])
     layer = model.get_layer("bd")
@@ -359,12 +353,6 @@ def test_save_load_restores_stochastic_seed_state(tmp_path):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the kernel initializer RandomUniform(-H, H, seed=seed) and the sampling "
-           "SeedGenerator(seed) share the seed, so the first Bernoulli draw reuses the init's "
-           "uniforms: u == p up to rounding and the first sample is ~all -H.",
-)
 def test_first_sample_is_not_the_init():
     # 4096 weights: the fraction of +H in one sample must be mean(p) within 5 binomial
     # standard deviations, 5 * sqrt(0.25 / 4096) = 0.039.

@@ -1,0 +1,119 @@
+"""`bclab train` and `bclab trace` end to end on the embedded digits, and their bad input."""
+
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from bclab.cli import main
+from bclab.config import RunConfig
+from bclab.trace import Trace
+
+TINY = ["--n-train", "600", "--n-validation", "100", "--n-test", "200", "--hidden-units", "16",
+        "--hidden-layers", "1", "--batch-size", "50", "--epochs", "2", "--quiet"]
+
+
+def test_train_writes_metrics_result_model_and_trace(tmp_path, capsys):
+    out, trace_path = tmp_path / "run", tmp_path / "trace.npz"
+    code = main(["train", *TINY, "--mode", "stochastic", "--optimizer", "adamax", "--out", str(out),
+                 "--trace", str(trace_path), "--tensorboard", str(tmp_path / "tb")])
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.csv", "metrics.json", "model.keras",
+                                                      "result.json"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    result = json.loads((out / "result.json").read_text())
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    best = max((m for m in metrics), key=lambda m: (-m["val_error"], m["epoch"]))  # ties go later
+    assert result["test_error_at_best_val"] == best["test_error"] and result["device"] == "CPU"
+    config = RunConfig.from_json((out / "config.json").read_text())
+    assert config.mode == "stochastic" and config.optimizer == "adamax"
+    model = keras.models.load_model(out / "model.keras")
+    assert model.count_params() > 0
+    trace = Trace.load(trace_path)
+    assert len(trace) == 2 * (500 // 50)
+    assert list((tmp_path / "tb").iterdir()), "TensorBoard events written"
+    err = capsys.readouterr().err
+    assert "device CPU" in err and "test error" in err
+
+    assert main(["trace", "summary", str(trace_path)]) == 0
+    summary = capsys.readouterr().out
+    assert "python_traces=1" in summary and "compiled_runs=20" in summary
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--H", "0"], "H"),
+        (["--H", "-1"], "H"),
+        (["--lr-start", "-0.1"], "lr_start"),
+        (["--batch-size", "0"], "batch_size"),
+        (["--epochs", "0"], "epochs"),
+        (["--batch-size", "5000"], "batch_size"),
+        (["--dataset", "npz", "--data-path", "/nonexistent/data.npz"], "/nonexistent/data.npz"),
+        (["--data-path", "/nonexistent/folder"], "/nonexistent/folder"),
+    ],
+)
+def test_bad_input_fails_early_naming_the_argument_and_writes_nothing(tmp_path, capsys, args, named):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "error" in err and named in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_unknown_mode_is_rejected_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--mode", "ternary"])
+    assert exit_info.value.code == 2
+    assert "ternary" in capsys.readouterr().err
+
+
+def test_non_empty_out_folder_is_refused(tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("mine")
+    assert main(["train", *TINY, "--out", str(tmp_path)]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_npz_with_labels_out_of_range_or_nan_is_named(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    arrays = dict(x_train=rng.integers(0, 255, (200, 8, 8), dtype=np.uint8), y_train=rng.integers(0, 10, 200),
+                  x_test=rng.integers(0, 255, (60, 8, 8), dtype=np.uint8), y_test=rng.integers(0, 10, 60))
+    arrays["y_train"][3] = -1
+    np.savez(tmp_path / "bad_labels.npz", **arrays)
+    assert main(["train", "--data-path", str(tmp_path / "bad_labels.npz"), "--out", str(tmp_path / "a")]) == 2
+    assert "y_train" in capsys.readouterr().err
+    arrays["y_train"][3] = 1
+    arrays["x_train"] = arrays["x_train"].astype(np.float32)
+    arrays["x_train"][5, 1, 1] = np.nan
+    np.savez(tmp_path / "nan.npz", **arrays)
+    assert main(["train", "--data-path", str(tmp_path / "nan.npz"), "--out", str(tmp_path / "b")]) == 2
+    assert "x_train" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_user_npz_trains_end_to_end(tmp_path):
+    from bclab.data import load_dataset
+
+    digits = load_dataset("mnist-5k")
+    np.savez(tmp_path / "mine.npz", x_train=digits.x_train[:400], y_train=digits.y_train[:400],
+             x_test=digits.x_test[:100], y_test=digits.y_test[:100])
+    code = main(["train", "--data-path", str(tmp_path / "mine.npz"), "--n-validation", "100", "--hidden-units",
+                 "16", "--batch-size", "50", "--epochs", "1", "--quiet", "--out", str(tmp_path / "run")])
+    assert code == 0
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["epochs_completed"] == 1
+
+
+def test_trace_summary_of_a_corrupt_file_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a trace at all")
+    assert main(["trace", "summary", str(bad)]) == 2
+    assert str(bad) in capsys.readouterr().err
+
+
+def test_console_script_is_installed():
+    done = subprocess.run([sys.executable, "-m", "bclab.cli", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "train" in done.stdout
