@@ -131,6 +131,8 @@ class InstrumentedStep:
         self.phase_names: list[str] = []
         self._stamps: list | None = None  # (phase, timestamp tensor) while a step is traced
         self._wrap_update_step()
+        for layer in self.layers:
+            self._wrap_binarization(layer)
         if eager:
             self._core_fn, self._summary_fn, self._step_fn = self._core, self._summaries, self._step
         elif jit_compile:
@@ -155,6 +157,17 @@ class InstrumentedStep:
             self._stamp(f"{label}.update_step {name}", variable)
 
         inner.update_step = counted_update_step
+
+    def _wrap_binarization(self, layer) -> None:
+        original = layer.binary_kernel
+
+        def stamped_binary_kernel(training: bool = False):
+            Wb = original(training)
+            if training:
+                self._stamp(f"binarize {layer.name}", Wb)
+            return Wb
+
+        layer.binary_kernel = stamped_binary_kernel
 
     def _stamp(self, phase: str, after=None) -> None:
         if self._stamps is None:  # XLA: no timestamp op
@@ -284,13 +297,14 @@ class InstrumentedStep:
             if name == "start":
                 events.append({"phase": "enter step function", "start": previous, "duration": t - previous, "detail": mode})
             else:
-                events.append({"phase": name, "start": previous, "duration": t - previous, "detail": _detail(name)})
-            previous = t
+                # Independent ops may overlap in a graph: a phase never gets a negative length.
+                events.append({"phase": name, "start": previous, "duration": max(0.0, t - previous), "detail": _detail(name)})
+            previous = max(previous, t)
         return events
 
 
 _DETAILS = {
-    "forward": "model(x, training=True): each binary layer computes Wb = binarization(W) and uses it",
+    "forward": "model(x, training=True): the rest of the forward pass, matmuls/convs with Wb, BatchNorm, ReLU",
     "loss": "squared hinge on +-1 targets",
     "gradients": "tape.gradient(loss, W): dC/dWb handed to W (straight-through)",
     "scale_and_clip": "end of apply_gradients: other constraints, then BinaryConnectOptimizer's "
@@ -300,6 +314,8 @@ _DETAILS = {
 
 
 def _detail(phase: str) -> str:
+    if phase.startswith("binarize "):
+        return "Wb = binarization(W, H, ...) for this layer's kernel, inside its forward pass"
     if ".update_step " in phase:
         return ("apply_gradients -> apply -> update_step for this variable: the Keras 3 successor of "
                 "Keras 2's get_updates, whose ops also ran every step")

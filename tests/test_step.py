@@ -132,7 +132,8 @@ def test_explain_mode_runs_python_every_step_and_lists_phases_in_order(digits):
     assert trainer.instrumented.counters["python_traces"] == 3
     phases = [event["phase"] for event in timelines[-1]]
     updates = [i for i, p in enumerate(phases) if ".update_step " in p]
-    order = [phases.index(p) for p in ("fetch batch", "enter step function", "forward", "loss", "gradients")]
+    binarized = [f"binarize {layer.name}" for layer in trainer.instrumented.layers]
+    order = [phases.index(p) for p in ("fetch batch", "enter step function", *binarized, "forward", "loss", "gradients")]
     assert order == sorted(order)
     assert phases.index("gradients") < updates[0] and updates[-1] < phases.index("scale_and_clip")
     assert phases.index("scale_and_clip") < phases.index("summaries") < phases.index("callbacks")
