@@ -36,7 +36,7 @@ def _number_or_name(name: str, text: str, allow_none: bool = False) -> float | s
     try:
         return float(cleaned)
     except ValueError:
-        expected = 'a positive number, "glorot"' + (' or "none"' if allow_none else "")
+        expected = 'a positive number, "glorot" or "none"' if allow_none else 'a positive number or "glorot"'
         raise ValueError(f"Received an invalid value for `{name}`, expected {expected}. "
                          f"Received: {name}={text!r}") from None
 

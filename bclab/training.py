@@ -26,6 +26,7 @@ import numpy as np
 
 from bclab import data as bcdata
 from bclab.config import RunConfig
+from bclab.layers import BinaryKernelMixin
 from bclab.models import build_model, make_optimizer, squared_hinge
 from bclab.optimizers import BinaryConnectOptimizer
 from bclab.step import InstrumentedStep
@@ -138,6 +139,14 @@ class Trainer:
             )
             for layer in self.instrumented.layers
         ]
+        if not layers:
+            # mode "float": no binary layer gets summaries, but a Trace needs its layers named;
+            # list the kernel layers (binary=False) so loss and accuracy are still recorded.
+            layers = [
+                LayerInfo(name=layer.name, shape=tuple(int(d) for d in layer.kernel.shape), H=float(layer.H),
+                          lr_scale=float(layer.W_LR_scale), binary=False, stochastic=False)
+                for layer in self.model.layers if isinstance(layer, BinaryKernelMixin)
+            ]
         meta = {
             "config": self.config.to_dict(),
             "device": self.device,

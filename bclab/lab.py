@@ -1,0 +1,410 @@
+"""The interactive lab: ipywidgets wiring around a BackgroundRun, its Trainer's trace and the plots.
+
+    lab = Lab()          # a cell ending in `lab` shows it
+    lab.start(); lab.wait(10); lab.toggle_pause(); lab.step(); lab.stop(); lab.reset()
+
+Training runs in the runner's worker thread, because the kernel handles no widget message while
+a cell blocks. That thread updates widgets only by setting traits (progress, status, slider) and
+by the `bclab.plots.update_*` functions, each one `plotly_update` message per figure, at most
+every 0.25 s and for the selected layer only; it never prints or writes to an Output widget.
+
+This module does no math and builds no figure: the figures come from `bclab.plots`, the settings
+form from `bclab.lab_controls`, the run's state machine from `bclab.runner`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import ipywidgets as widgets
+import plotly.graph_objects as go
+
+from bclab import plots
+from bclab.config import RunConfig
+from bclab.lab_compare import REFRESH_S, Comparison, compare_runs, load_dataset_for
+from bclab.lab_controls import ConfigControls
+from bclab.runner import BackgroundRun
+from bclab.trace import Trace, TraceFileError
+
+__all__ = ["Comparison", "Lab", "compare_runs"]
+
+VIEWS = ("weights", "hard_sigmoid", "scalars", "timeline", "trajectories", "grads")
+_MAKERS = {name: getattr(plots, f"make_{name}_figure") for name in VIEWS}
+_UPDATERS = {name: getattr(plots, f"update_{name}") for name in VIEWS}
+_BUTTONS = {"start": ("Start", "play", "success"), "pause": ("Pause", "pause", ""),
+            "step": ("Step", "step-forward", ""), "stop": ("Stop", "stop", "danger"),
+            "reset": ("Reset", "undo", "warning")}
+
+
+class Lab:
+    """Settings, run buttons, a status line and six live views of a BinaryConnect run.
+
+    Args:
+        config: The initial settings (default `RunConfig()`: a small MLP on "mnist-5k").
+            Fields without a control (n_train, hidden_units, ...) keep this config's values.
+        dataset: An already loaded `bclab.data.Dataset`, used whenever the data set control
+            shows `config.dataset` (otherwise data sets load by name; the last one is cached).
+    """
+
+    def __init__(self, config: RunConfig | None = None, *, dataset: Any = None):
+        config = config or RunConfig()
+        self._form = ConfigControls(config)
+        self._given = ((config.dataset, config.data_path), dataset)
+        self._datasets: dict[tuple, Any] = {}  # the last data set loaded by name
+        self._run_config = config
+        self._loaded: Trace | None = None
+        self._bound: Trace | None = None  # the trace the layer selector and slider describe
+        self._message, self._message_error = "", False
+        self._views_lock = threading.RLock()
+        self._local = threading.local()  # .quiet: this thread is making the lab's own widget changes
+        self._last_refresh = 0.0
+
+        self.controls: dict[str, widgets.Widget] = self._form.widgets
+        self.buttons = {key: widgets.Button(description=label, icon=icon, button_style=style,
+                                            layout={"width": "100px"})
+                        for key, (label, icon, style) in _BUTTONS.items()}
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, description="progress")
+        self.status = widgets.HTML()
+        self.layer_selector = widgets.Dropdown(description="layer", options=[])
+        self.history = widgets.IntSlider(description="step", min=0, max=0, layout={"width": "420px"})
+        self.follow = widgets.Checkbox(description="follow latest", value=True, indent=False)
+        self.figures = {name: go.FigureWidget(_MAKERS[name]()) for name in VIEWS}
+        self.save_folder = widgets.Text(value="bclab-run", description="save to")
+        self.save_button = widgets.Button(description="Save", icon="save")
+        self.runner = BackgroundRun(self._make_trainer, on_state=self._on_state,
+                                    on_progress=self._on_progress, min_interval=REFRESH_S)
+
+        for key, button in self.buttons.items():
+            button.add_class(f"bclab-{key}")
+        handlers = {"start": self.start, "pause": self.toggle_pause, "step": self.step,
+                    "stop": self.stop, "reset": self.reset}
+        for key, handler in handlers.items():
+            self.buttons[key].on_click(lambda _button, handler=handler: handler())
+        self.save_button.on_click(lambda _button: self._save_clicked())
+        self.save_button.add_class("bclab-save")
+        self.progress.add_class("bclab-progress")
+        self.status.add_class("bclab-status")
+        self._form.observe(self._on_control)
+        self.layer_selector.observe(self._on_layer, names="value")
+        self.history.observe(self._on_history, names="value")
+        self.follow.observe(self._on_follow, names="value")
+        cells = []
+        for name, fig in self.figures.items():
+            fig.add_class(f"bclab-fig-{name}")
+            cells.append(widgets.Box([fig], layout={"min_width": "0"}))
+        self.widget = widgets.VBox([
+            self._form.box,
+            widgets.HBox(list(self.buttons.values())),
+            self.progress,
+            self.status,
+            widgets.HBox([self.layer_selector, self.history, self.follow]),
+            widgets.GridBox(cells, layout={"grid_template_columns": "repeat(2, minmax(0, 1fr))"}),
+            widgets.HBox([self.save_folder, self.save_button]),
+        ])
+        self.widget.add_class("bclab-lab")
+        self._sync_widgets()
+
+    # ------------------------------------------------------------------ display
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def trainer(self) -> Any:
+        """The runner's Trainer (None before the first start and after reset)."""
+        return self.runner.trainer
+
+    @property
+    def trace(self) -> Trace | None:
+        """The trace on show: one loaded with `load_trace`, else the Trainer's (None if off)."""
+        if self._loaded is not None:
+            return self._loaded
+        trainer = self.runner.trainer
+        return None if trainer is None else trainer.trace
+
+    @property
+    def config(self) -> RunConfig:
+        """The settings in the controls. Raises ValueError when one is invalid."""
+        return self._form.read()
+
+    # ------------------------------------------------------------------ commands
+
+    def start(self) -> bool:
+        """Starts (or continues) training in the background; False if refused (see status)."""
+        if self.runner.trainer is None and not self._prepare():
+            return False
+        return self.runner.start()
+
+    def toggle_pause(self) -> bool:
+        """Pauses a run that is going, resumes one that is paused or stopped."""
+        if self.runner.state in ("running", "building"):
+            return self.runner.pause()
+        if self.runner.state in ("paused", "stopped"):
+            return self.runner.resume()
+        return False
+
+    def step(self) -> bool:
+        """Trains exactly one batch (building the Trainer first if needed), then pauses."""
+        if self.runner.trainer is None and not self._prepare():
+            return False
+        return self.runner.step_once()
+
+    def stop(self) -> bool:
+        """Stops after the current batch; `start()` continues the same Trainer."""
+        return self.runner.stop()
+
+    def reset(self) -> None:
+        """Stops and drops the Trainer (and any loaded trace); the controls become editable."""
+        self._loaded = None
+        self._say("")
+        self.runner.reset()  # its "idle" callback resyncs the widgets
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Blocks until the background run ends or `timeout` s pass; True if it ended."""
+        return self.runner.wait(timeout)
+
+    def _prepare(self) -> bool:
+        try:
+            self._run_config = self._form.read()
+        except ValueError as error:
+            self._say(str(error), error=True)
+            return False
+        self._loaded = None
+        self._say("")
+        return True
+
+    def _make_trainer(self) -> Any:  # runs in the worker thread
+        from bclab.training import Trainer
+
+        config = self._run_config
+        key = (config.dataset, config.data_path)
+        if key == self._given[0] and self._given[1] is not None:
+            return Trainer(config, dataset=self._given[1])
+        if key not in self._datasets:
+            self._datasets = {key: load_dataset_for(config)}  # keep one: MNIST is 50 MB
+        return Trainer(config, dataset=self._datasets[key])
+
+    # ------------------------------------------------------------------ config and files
+
+    def export_config(self) -> str:
+        """The settings as JSON: the running Trainer's config, else the controls' (ValueError
+        if a control is invalid)."""
+        trainer = self.runner.trainer
+        return (trainer.config if trainer is not None else self._form.read()).to_json()
+
+    def import_config(self, text: str) -> bool:
+        """Shows a JSON config in the controls; a bad one is reported in the status line."""
+        if self.runner.trainer is not None:
+            self._say("Reset the run before importing a config.", error=True)
+            return False
+        try:
+            config = RunConfig.from_json(text)
+        except (ValueError, TypeError) as error:
+            self._say(f"Config not imported: {error}", error=True)
+            return False
+        with self._quiet():
+            self._form.set(config)
+        self._say("Config imported.")
+        return True
+
+    def save_trace(self, path: str | os.PathLike) -> None:
+        """Writes the trace on show to an .npz file (see `Trace.save`)."""
+        trace = self.trace
+        if trace is None:
+            raise ValueError("There is no trace to save: start a run with tracing detail "
+                             "'scalars' or 'full', or load a trace.")
+        trace.save(path)
+
+    def save_model(self, path: str | os.PathLike) -> None:
+        """Writes the model to a `.keras` file between two training steps."""
+        if not os.fspath(path).endswith(".keras"):
+            raise ValueError(f"Received an invalid value for `path`, expected a file name ending "
+                             f"in '.keras'. Received: path={os.fspath(path)!r}")
+        with self.runner.hold() as trainer:
+            if trainer is None:
+                raise ValueError("There is no model to save: start a run first.")
+            trainer.model.save(path)
+
+    def save_figures(self, path: str | os.PathLike) -> None:
+        """Writes the six views, as shown, to one offline HTML file."""
+        with self._views_lock:
+            plots.figures_to_html(self.figures, path)
+
+    def save_all(self, folder: str | os.PathLike) -> list[str]:
+        """Writes config.json, figures.html and, when they exist, trace.npz and model.keras."""
+        os.makedirs(folder, exist_ok=True)
+        written = [os.path.join(folder, "config.json"), os.path.join(folder, "figures.html")]
+        with open(written[0], "w", encoding="utf-8") as f:
+            f.write(self.export_config())
+        self.save_figures(written[1])
+        if self.trace is not None:
+            written.append(os.path.join(folder, "trace.npz"))
+            self.save_trace(written[-1])
+        if self.runner.trainer is not None:
+            written.append(os.path.join(folder, "model.keras"))
+            self.save_model(written[-1])
+        return written
+
+    def _save_clicked(self) -> None:
+        try:
+            written = self.save_all(self.save_folder.value)
+        except (OSError, ValueError) as error:
+            self._say(f"Not saved: {error}", error=True)
+        else:
+            self._say("Saved " + ", ".join(written))
+
+    def load_trace(self, path: str | os.PathLike) -> Trace | None:
+        """Shows a saved trace (resetting any run); its config goes into the controls."""
+        try:
+            trace = Trace.load(path)
+        except (TraceFileError, OSError, ValueError) as error:
+            self._say(f"Trace not loaded: {error}", error=True)
+            return None
+        if self.runner.trainer is not None or self.runner.active:
+            self.runner.reset()
+        self._loaded = trace
+        saved = trace.meta.get("config")
+        if isinstance(saved, dict):
+            try:
+                self.import_config(RunConfig.from_dict(saved).to_json())
+            except (ValueError, TypeError):
+                pass  # a trace from another version: the views still work
+        self._say(f"Showing the trace loaded from {os.fspath(path)} ({len(trace)} steps).")
+        with self._quiet():
+            self.follow.value = True
+        self._refresh(force=True)
+        return trace
+
+    # ------------------------------------------------------------------ widget sync
+
+    @contextlib.contextmanager
+    def _quiet(self) -> Iterator[None]:
+        """Widget changes made inside are the lab's own: the observers ignore them."""
+        with self._views_lock:
+            self._local.quiet = True
+            try:
+                yield
+            finally:
+                self._local.quiet = False
+
+    @property
+    def _syncing(self) -> bool:
+        # Per thread: a user's change handled in the kernel thread must not be ignored because
+        # the worker thread is moving the slider at the same moment.
+        return getattr(self._local, "quiet", False)
+
+    def _say(self, message: str, error: bool = False) -> None:
+        self._message, self._message_error = message, error
+        self._sync_status()
+
+    def _on_control(self, _change: Any) -> None:
+        if self._syncing:
+            return
+        try:
+            self._form.read()
+        except ValueError as error:
+            self._say(str(error), error=True)
+        else:
+            if self._message_error:
+                self._say("")
+
+    def _on_state(self, _state: str) -> None:  # any thread
+        self._sync_widgets()
+        if _state == "idle":
+            self._refresh(force=True)
+
+    def _on_progress(self, trainer: Any) -> None:  # the worker thread
+        self.progress.max = max(1, trainer.steps_total)
+        self.progress.value = trainer.global_step
+        self._sync_status()
+        self._refresh(force=self.runner.state != "running")
+
+    def _sync_widgets(self) -> None:
+        state, trainer = self.runner.state, self.runner.trainer
+        active = state in ("building", "running")
+        finished = state == "finished"
+        self._form.disable(trainer is not None or active)
+        self.buttons["start"].disabled = active or finished
+        self.buttons["step"].disabled = active or finished
+        self.buttons["stop"].disabled = state not in ("building", "running", "paused")
+        self.buttons["pause"].disabled = state not in ("building", "running", "paused", "stopped")
+        self.buttons["pause"].description = "Resume" if state in ("paused", "stopped") else "Pause"
+        self.buttons["pause"].icon = "play" if state in ("paused", "stopped") else "pause"
+        if trainer is None:
+            self.progress.value = 0
+        self._sync_status()
+
+    def _sync_status(self) -> None:
+        state, trainer, error = self.runner.state, self.runner.trainer, self.runner.error
+        parts = [f"device: <b>{html.escape(trainer.device if trainer is not None else 'chosen at start')}</b>",
+                 f"state: <b>{state}</b>"]
+        if trainer is not None:
+            parts.append(f"step {trainer.global_step}/{trainer.steps_total}")
+            parts.append(f"epoch {trainer.epoch}/{trainer.config.epochs}")
+            if trainer.history:
+                parts.append(f"val error {trainer.history[-1].val_error:.2f}%")
+        elif self._loaded is not None:
+            parts.append(f"loaded trace: {len(self._loaded)} steps")
+        lines = [" &middot; ".join(parts)]
+        if error:
+            lines.append(f'<span style="color:#c00">Error: {html.escape(error)} (Reset to start over.)</span>')
+        if self._message:
+            color = "#c00" if self._message_error else "#444"
+            lines.append(f'<span style="color:{color}">{html.escape(self._message)}</span>')
+        self.status.value = "<br>".join(lines)
+
+    def _on_layer(self, _change: Any) -> None:
+        if not self._syncing:
+            self._refresh(force=True)
+
+    def _on_history(self, _change: Any) -> None:
+        if self._syncing:
+            return
+        with self._quiet():
+            self.follow.value = False  # the user picked a step: stay there
+        self._refresh(force=True)
+
+    def _on_follow(self, change: Any) -> None:
+        if not self._syncing and change["new"]:
+            self._refresh(force=True)
+
+    def _refresh(self, force: bool = False) -> None:
+        """Points the selector and slider at the trace on show and redraws all six views (at the
+        newest step when following, else at the slider's step)."""
+        now = time.monotonic()
+        if not force and now - self._last_refresh < REFRESH_S:
+            return
+        with self._views_lock:
+            self._last_refresh = now
+            trace = self.trace
+            with self._quiet():
+                if trace is not self._bound:
+                    self._bound = trace
+                    names = list(trace.layer_names) if trace is not None else []
+                    self.layer_selector.options = names
+                    self.layer_selector.value = names[0] if names else None
+                    self.history.value = 0
+                last = None if trace is None else trace.last_step
+                self.history.max = last or 0
+                if self.follow.value:
+                    self.history.value = last or 0
+                self.history.disabled = last is None
+            if trace is None:
+                layer, step = None, None
+            else:
+                layer, step = self.layer_selector.value, None if self.follow.value else self.history.value
+            for name, fig in self.figures.items():
+                _UPDATERS[name](fig, trace, layer, step)

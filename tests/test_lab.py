@@ -1,0 +1,201 @@
+"""The lab, driven headless the way a user drives it: set control values, click buttons, wait."""
+
+from __future__ import annotations
+
+import html
+import time
+
+import numpy as np
+import pytest
+
+from bclab.config import RunConfig
+from bclab.lab import VIEWS, Lab, compare_runs
+from bclab.training import Trainer
+
+# 500 training examples / 50 = 10 batches per epoch; 1 hidden layer of 32 units.
+TINY = RunConfig(n_train=600, n_validation=100, n_test=200, hidden_units=32, hidden_layers=1,
+                 batch_size=50, epochs=2)
+
+
+def wait_until(predicate, timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.01)
+
+
+def test_construct_shows_controls_buttons_views_and_dom_classes():
+    lab = Lab(TINY)
+    assert list(lab.controls)[0] == "dataset" and lab.controls["dataset"].options[0] == "mnist-5k"
+    assert set(lab.buttons) == {"start", "pause", "step", "stop", "reset"}
+    assert set(lab.figures) == set(VIEWS)
+    assert lab.config == TINY
+    assert "bclab-lab" in lab.widget._dom_classes
+    for key, button in lab.buttons.items():
+        assert f"bclab-{key}" in button._dom_classes
+    assert "bclab-progress" in lab.progress._dom_classes and "bclab-status" in lab.status._dom_classes
+    for name, fig in lab.figures.items():
+        assert f"bclab-fig-{name}" in fig._dom_classes
+    assert "state: <b>idle</b>" in lab.status.value
+    assert lab.buttons["pause"].disabled and lab.buttons["stop"].disabled
+    assert "application/vnd.jupyter.widget-view+json" in lab._repr_mimebundle_()
+
+
+def test_run_pause_step_stop_resume_and_reset():
+    lab = Lab(TINY.replace(epochs=200))
+    lab.buttons["start"].click()
+    assert lab.runner.state in ("building", "running")
+    assert all(w.disabled for w in lab.controls.values())
+    wait_until(lambda: lab.progress.value >= 3)
+    assert lab.progress.max == 2000  # 200 epochs x 10 batches
+    lab.wait(0.6)  # still running: wait returns after the timeout
+    first = len(lab.figures["scalars"].data[0].y)
+    lab.wait(0.6)
+    assert 0 < first < len(lab.figures["scalars"].data[0].y)  # the loss line grows live
+    assert lab.trainer.device in lab.status.value and "running" in lab.status.value
+
+    lab.buttons["pause"].click()
+    assert lab.wait(10)
+    trainer, paused_at = lab.trainer, lab.trainer.global_step
+    assert lab.runner.state == "paused" and lab.buttons["pause"].description == "Resume"
+    time.sleep(0.2)
+    assert trainer.global_step == paused_at  # the pause took effect within one step
+    assert lab.progress.value == paused_at
+
+    lab.buttons["step"].click()
+    assert lab.wait(10)
+    assert trainer.global_step == paused_at + 1 and lab.runner.state == "paused"
+    assert len(trainer.trace) == trainer.global_step
+
+    lab.buttons["stop"].click()
+    assert lab.runner.state == "stopped"
+    lab.buttons["start"].click()
+    wait_until(lambda: trainer.global_step > paused_at + 3)
+    assert lab.trainer is trainer  # resumed the same Trainer
+    lab.buttons["stop"].click()
+    assert lab.wait(10)
+    assert lab.runner.state == "stopped" and len(trainer.trace) == trainer.global_step
+    assert all(w.disabled for w in lab.controls.values())  # a Trainer still exists
+
+    lab.buttons["reset"].click()
+    assert lab.trainer is None and lab.runner.state == "idle"
+    assert not any(w.disabled for w in lab.controls.values())
+    assert lab.progress.value == 0 and len(lab.figures["scalars"].data[0].y) == 0
+    lab.controls["epochs"].value = 1
+    lab.buttons["step"].click()
+    assert lab.wait(60)
+    assert lab.trainer is not trainer and lab.trainer.global_step == 1
+    assert lab.trainer.config.epochs == 1  # the new Trainer has the current settings
+
+
+def test_bad_values_are_reported_in_the_status_line():
+    lab = Lab(TINY)
+    lab.controls["H"].value = "0"
+    assert "`H`" in lab.status.value and "Received: H=0.0" in lab.status.value
+    assert not lab.start() and lab.trainer is None and lab.runner.state == "idle"
+    lab.controls["H"].value = "one"
+    assert "Received: H='one'" in html.unescape(lab.status.value)
+    lab.controls["H"].value = "glorot"
+    assert "Received" not in lab.status.value  # the error clears once the value is fixed
+
+    lab.controls["batch_size"].value = 100_000
+    lab.buttons["start"].click()
+    assert lab.wait(60)
+    assert lab.runner.state == "error" and lab.trainer is None
+    assert "`batch_size`" in lab.status.value
+    assert not any(w.disabled for w in lab.controls.values())  # fix the value and start again
+
+
+def test_exception_in_training_shows_and_reset_recovers(monkeypatch):
+    original, calls = Trainer.step, []
+
+    def flaky(self):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("injected at the 3rd step")
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "step", flaky)
+    lab = Lab(TINY.replace(epochs=1))
+    lab.start()
+    assert lab.wait(60)
+    assert lab.runner.state == "error" and "injected at the 3rd step" in lab.status.value
+    assert lab.trainer.global_step == 2
+    lab.reset()
+    assert "injected" not in lab.status.value
+    lab.start()
+    assert lab.wait(60)
+    assert lab.runner.state == "finished" and lab.trainer.global_step == 10
+    assert "val error" in lab.status.value and lab.progress.value == lab.progress.max == 10
+
+
+def _assert_views_at(lab: Lab, step: int) -> None:
+    trace, layer = lab.trace, lab.layer_selector.value
+    shown = trace.nearest_step(step)
+    _, counts = trace.histogram("real", layer, shown)
+    np.testing.assert_array_equal(lab.figures["weights"].data[0].y, counts)
+    _, grads = trace.histogram("grad", layer, shown)
+    np.testing.assert_array_equal(lab.figures["grads"].data[0].y, grads)
+    assert f"step {shown}" in lab.figures["weights"].layout.title.text
+
+
+def test_history_replay_files_and_config_round_trip(tmp_path):
+    lab = Lab(TINY)
+    lab.start()
+    assert lab.wait(60) and lab.runner.state == "finished"
+    assert lab.history.max == 19 and lab.history.value == 19 and lab.follow.value
+    assert lab.layer_selector.options == ("dense_1", "dense_out")
+    _assert_views_at(lab, 19)
+    lab.history.value = 5
+    assert not lab.follow.value  # moving the slider leaves "follow latest"
+    _assert_views_at(lab, 5)
+    lab.layer_selector.value = "dense_out"
+    _assert_views_at(lab, 5)
+    lab.follow.value = True
+    _assert_views_at(lab, 19)
+
+    lab.save_trace(tmp_path / "trace.npz")
+    lab.save_model(tmp_path / "model.keras")
+    lab.save_figures(tmp_path / "figures.html")
+    assert (tmp_path / "model.keras").stat().st_size > 0
+    assert 'id="bclab-weights"' in (tmp_path / "figures.html").read_text()
+    with pytest.raises(ValueError, match=".keras"):
+        lab.save_model(tmp_path / "model.h5")
+    lab.save_folder.value = str(tmp_path / "saved")
+    lab.save_button.click()
+    assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == [
+        "config.json", "figures.html", "model.keras", "trace.npz"]
+    assert "Saved" in lab.status.value
+
+    text = lab.export_config()
+    viewer = Lab()
+    assert viewer.import_config(text) and viewer.config == TINY
+    assert not viewer.import_config("{not json")
+    assert "not valid JSON" in viewer.status.value
+    assert not viewer.import_config('{"H": 0}') and "`H`" in viewer.status.value
+
+    assert viewer.load_trace(tmp_path / "missing.npz") is None
+    assert "Trace not loaded" in viewer.status.value
+    loaded = viewer.load_trace(tmp_path / "trace.npz")
+    assert viewer.trace is loaded and len(loaded) == 20 and viewer.history.max == 19
+    assert viewer.config == TINY  # the trace's config went into the controls
+    viewer.history.value = 3
+    _assert_views_at(viewer, 3)
+    with pytest.raises(ValueError, match="no model"):
+        viewer.save_model(tmp_path / "none.keras")
+
+
+def test_compare_runs_trains_each_config_and_draws_one_line_each():
+    configs = {mode: TINY.replace(mode=mode, trace="scalars") for mode in ("deterministic", "stochastic", "float")}
+    comparison = compare_runs(configs, steps=6)
+    assert comparison.wait(60)
+    assert comparison.runner.state == "finished"
+    assert [t.global_step for t in comparison.trainers.values()] == [6, 6, 6]
+    assert set(comparison.figures) == {"loss", "accuracy", "flip_ratio"}
+    for scalar, fig in comparison.figures.items():
+        assert [trace.name for trace in fig.data] == list(configs)
+        # float has no binary weights, so no flip ratio
+        expected = [6, 6, 0] if scalar == "flip_ratio" else [6, 6, 6]
+        assert [len(trace.y) for trace in fig.data] == expected
+    assert comparison.progress.value == comparison.progress.max == 18

@@ -1,0 +1,237 @@
+"""BackgroundRun: the state machine on a fake trainer, and stop() on a real one."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+
+from bclab.runner import BackgroundRun
+
+
+class FakeTrainer:
+    """Counts steps; an epoch is `per_epoch` steps; optionally fails at step `fail_at` (1-based)."""
+
+    def __init__(self, steps_total: int = 10_000, delay: float = 0.002, per_epoch: int = 10,
+                 fail_at: int | None = None):
+        self.steps_total, self.delay, self.per_epoch, self.fail_at = steps_total, delay, per_epoch, fail_at
+        self.global_step = 0
+        self.calls = 0
+
+    @property
+    def done(self) -> bool:
+        return self.global_step >= self.steps_total
+
+    def step(self):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("injected failure")
+        time.sleep(self.delay)
+        self.global_step += 1
+        return self.global_step // self.per_epoch if self.global_step % self.per_epoch == 0 else None
+
+
+class Recorder:
+    def __init__(self, **trainer_args):
+        self.trainer_args = trainer_args
+        self.made: list[FakeTrainer] = []
+        self.states: list[str] = []
+        self.progress: list[int] = []
+        self.epochs: list[int] = []
+
+    def make(self) -> FakeTrainer:
+        self.made.append(FakeTrainer(**self.trainer_args))
+        return self.made[-1]
+
+    def runner(self, **kwargs) -> BackgroundRun:
+        return BackgroundRun(self.make, on_state=self.states.append,
+                             on_progress=lambda t: self.progress.append(t.global_step),
+                             on_epoch=self.epochs.append, **kwargs)
+
+
+def wait_until(predicate, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.005)
+
+
+def test_runs_to_the_end_with_states_epochs_and_a_final_progress():
+    rec = Recorder(steps_total=50, delay=0.0)
+    run = rec.runner()
+    assert run.state == "idle" and run.trainer is None
+    assert run.start()
+    assert run.wait(10)
+    assert run.state == "finished" and not run.active
+    assert rec.states == ["building", "running", "finished"]
+    assert rec.epochs == [1, 2, 3, 4, 5]  # 50 steps / 10 per epoch
+    assert rec.progress[-1] == 50
+    assert not run.start()  # a finished run does not start again
+    assert not run.step_once()
+
+
+def test_progress_is_throttled_but_every_epoch_end_reports():
+    rec = Recorder(steps_total=300, delay=0.001, per_epoch=100)
+    run = rec.runner(min_interval=10.0)
+    run.start()
+    run.wait(10)
+    # build, the three epoch ends (100, 200, 300) and the finish; nothing in between.
+    assert rec.progress == [0, 100, 200, 300, 300]
+
+
+def test_pause_resume_stop_and_start_continue_the_same_trainer():
+    rec = Recorder(delay=0.005)
+    run = rec.runner()
+    run.start()
+    wait_until(lambda: run.trainer is not None and run.trainer.global_step > 3)
+    assert run.state == "running"
+    assert run.pause()
+    assert run.wait(5)
+    trainer, paused_at = run.trainer, run.trainer.global_step
+    assert run.state == "paused" and rec.progress[-1] == paused_at
+    time.sleep(0.05)
+    assert trainer.global_step == paused_at  # the pause took effect within one step
+    assert run.resume()
+    wait_until(lambda: trainer.global_step > paused_at + 3)
+    assert run.stop()
+    assert run.wait(5) and not run.active
+    assert run.state == "stopped"
+    stopped_at = trainer.global_step
+    time.sleep(0.05)
+    assert trainer.global_step == stopped_at
+    assert run.start()
+    wait_until(lambda: trainer.global_step > stopped_at + 3)
+    assert run.trainer is trainer and len(rec.made) == 1  # resumed, not rebuilt
+    run.stop()
+    run.wait(5)
+
+
+def test_step_once_before_start_while_paused_and_not_while_running():
+    rec = Recorder(delay=0.005)
+    run = rec.runner()
+    assert run.step_once()
+    assert run.wait(5)
+    assert run.state == "paused" and run.trainer.global_step == 1
+    assert run.step_once() and run.wait(5)
+    assert run.trainer.global_step == 2
+    run.stop()
+    assert run.state == "stopped"  # stopping a paused run is immediate
+    assert run.step_once() and run.wait(5)
+    assert run.trainer.global_step == 3 and run.state == "paused"
+    run.start()
+    assert not run.step_once()  # a run is going: refused
+    run.stop()
+    run.wait(5)
+
+
+def test_pause_during_build_pauses_before_the_first_step():
+    gate = threading.Event()
+    rec = Recorder()
+
+    def slow_make():
+        gate.wait(5)
+        return rec.make()
+
+    run = BackgroundRun(slow_make, on_state=rec.states.append)
+    run.start()
+    assert run.state == "building"
+    assert run.pause()
+    gate.set()
+    assert run.wait(5)
+    assert run.state == "paused" and run.trainer.global_step == 0
+
+
+def test_reset_drops_the_trainer_and_the_next_start_builds_a_new_one():
+    rec = Recorder(delay=0.002)
+    run = rec.runner()
+    run.start()
+    wait_until(lambda: run.trainer is not None and run.trainer.global_step > 2)
+    run.reset()
+    assert run.state == "idle" and run.trainer is None and not run.active
+    assert rec.states[-1] == "idle"
+    run.step_once()
+    run.wait(5)
+    assert len(rec.made) == 2 and run.trainer is rec.made[1] and run.trainer.global_step == 1
+
+
+def test_exception_in_a_step_sets_error_and_reset_then_start_works(caplog):
+    rec = Recorder(steps_total=20, delay=0.0, fail_at=3)
+    run = rec.runner()
+    with caplog.at_level(logging.ERROR, logger="bclab.runner"):
+        run.start()
+        run.wait(5)
+    assert run.state == "error" and not run.active
+    assert run.error == "RuntimeError: injected failure"
+    assert run.trainer.global_step == 2  # the two steps before the failure stand
+    assert "injected failure" in caplog.text and "Traceback" in caplog.text
+    run.reset()
+    assert run.error is None
+    rec.trainer_args["fail_at"] = None
+    run.start()
+    run.wait(5)
+    assert run.state == "finished" and run.trainer.global_step == 20
+
+
+def test_exception_while_building_leaves_no_trainer():
+    def broken():
+        raise ValueError("Received an invalid value for `batch_size`")
+
+    run = BackgroundRun(broken)
+    run.start()
+    run.wait(5)
+    assert run.state == "error" and run.trainer is None
+    assert run.error.startswith("ValueError: Received an invalid value for `batch_size`")
+
+
+def test_a_failing_callback_is_logged_and_training_goes_on(caplog):
+    def bad_progress(_trainer):
+        raise KeyError("callback bug")
+
+    run = BackgroundRun(lambda: FakeTrainer(steps_total=30, delay=0.0), on_progress=bad_progress, min_interval=0)
+    with caplog.at_level(logging.ERROR, logger="bclab.runner"):
+        run.start()
+        run.wait(5)
+    assert run.state == "finished" and "callback bug" in caplog.text
+
+
+def test_hold_keeps_the_next_step_from_running():
+    run = BackgroundRun(lambda: FakeTrainer(delay=0.001))
+    run.start()
+    wait_until(lambda: run.trainer is not None and run.trainer.global_step > 2)
+    with run.hold() as trainer:
+        held_at = trainer.global_step
+        time.sleep(0.05)
+        assert trainer.global_step == held_at
+    run.stop()
+    run.wait(5)
+
+
+def test_bad_min_interval_is_rejected():
+    with pytest.raises(ValueError, match="min_interval"):
+        BackgroundRun(FakeTrainer, min_interval=-1)
+
+
+def test_stop_leaves_the_trace_consistent_with_the_trainer():
+    from bclab.config import RunConfig
+    from bclab.training import Trainer
+
+    config = RunConfig(n_train=600, n_validation=100, n_test=200, hidden_units=32, hidden_layers=1,
+                       batch_size=50, epochs=50)
+    run = BackgroundRun(lambda: Trainer(config))
+    run.start()
+    wait_until(lambda: run.trainer is not None and run.trainer.global_step >= 5, timeout=60)
+    run.stop()
+    assert run.wait(30)
+    trainer = run.trainer
+    assert run.state == "stopped"
+    assert len(trainer.trace) == trainer.global_step
+    assert trainer.trace.last_step == trainer.global_step - 1
+    stopped_at = trainer.global_step
+    run.start()
+    wait_until(lambda: trainer.global_step >= stopped_at + 3, timeout=30)
+    run.stop()
+    run.wait(30)
+    assert run.trainer is trainer and len(trainer.trace) == trainer.global_step
