@@ -40,6 +40,8 @@ def main() -> int:
     parser.add_argument("--xla", action="store_true", help="jit_compile=True on the train step")
     args = parser.parse_args()
 
+    from importlib.metadata import version
+
     import larq as lq
     import numpy as np
     import tensorflow as tf
@@ -89,9 +91,10 @@ def main() -> int:
     run(max(1, args.warmup))
     _say({
         "ready": True,
-        "larq": lq.__version__ if hasattr(lq, "__version__") else "unknown",
+        "larq": version("larq"),
         "tensorflow": tf.__version__,
-        "keras": keras.__version__,
+        "tf_keras": version("tf-keras"),
+        "keras_module": keras.__name__,
         "params": int(model.count_params()),
         "xla": args.xla,
     })

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -266,6 +267,8 @@ def bclab_contender(name, config, input_shape, num_classes, batches, *, jit_comp
 
     keras.utils.set_random_seed(config.seed)
     model = build_model(config, input_shape, num_classes)
+    if not wrap:  # a profiling variant: the "W_LR_scale is not applied" warning is expected
+        logging.getLogger("bclab.constraints").setLevel(logging.ERROR)
     optimizer = BinaryConnectOptimizer(make_optimizer(config)) if wrap else make_optimizer(config)
     return StepContender(name, model, optimizer, batches, jit_compile=jit_compile, path=path)
 
@@ -436,7 +439,7 @@ def run_xla(args, dataset):
     shape, classes = dataset.image_shape, dataset.num_classes
     batches = mnist_batches(dataset, config.batch_size, args.n_batches)
     contenders = []
-    for jit in (False, True):
+    for jit in ((True,) if args.smoke else (False, True)):  # smoke: the XLA code path only, to stay fast
         tag = "XLA" if jit else "no XLA"
         contenders += [
             dense_contender(f"keras Dense, {tag}", config, shape, classes, batches, jit_compile=jit, path=args.path),
@@ -462,10 +465,10 @@ def parse_args(argv=None):
     parser.add_argument("--out", default=str(_common.DEFAULT_OUT), help="folder for throughput.json")
     parser.add_argument("--mlp-size", choices=("paper", "small", "tiny"), default=None, help="default: paper")
     parser.add_argument("--cnn-size", choices=("paper", "small", "tiny"), default=None, help="default: small")
-    parser.add_argument("--steps", type=int, default=None, help="steps per repetition, mlp/xla (default 20)")
-    parser.add_argument("--trace-steps", type=int, default=None, help="steps per repetition, trace (default 20)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per repetition, mlp/xla (default 10)")
+    parser.add_argument("--trace-steps", type=int, default=None, help="steps per repetition, trace (default 10)")
     parser.add_argument("--cnn-steps", type=int, default=None, help="steps per repetition, cnn (default 5)")
-    parser.add_argument("--reps", type=int, default=None, help="repetitions (default 7)")
+    parser.add_argument("--reps", type=int, default=None, help="repetitions (default 5)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps per contender first (default 3)")
     parser.add_argument("--n-batches", type=int, default=20, help="distinct batches cycled through")
     parser.add_argument("--path", choices=("step", "fit"), default="step",
@@ -478,8 +481,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     smoke = args.smoke
     defaults = {"mlp_size": "tiny" if smoke else "paper", "cnn_size": "tiny" if smoke else "small",
-                "steps": 2 if smoke else 20, "trace_steps": 2 if smoke else 20, "cnn_steps": 1 if smoke else 5,
-                "reps": 2 if smoke else 7, "warmup": 1 if smoke else 3}
+                "steps": 2 if smoke else 10, "trace_steps": 2 if smoke else 10, "cnn_steps": 1 if smoke else 5,
+                "reps": 2 if smoke else 5, "warmup": 1 if smoke else 3}
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -497,6 +500,7 @@ def main(argv=None) -> int:
 
     from bclab import data as bcdata
 
+    tf.get_logger().setLevel("ERROR")  # one tf.function per contender trips the "retracing" warning
     gpu = bool(tf.config.list_physical_devices("GPU"))
     dataset = bcdata.load_dataset("mnist-5k")
     results: dict[str, Any] = {}
