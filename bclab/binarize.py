@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -50,26 +51,43 @@ def binarization(W, H, binary=True, deterministic=False, stochastic=False, srng=
     """
     if not binary or (deterministic and stochastic):
         return W
-    p = hard_sigmoid(W / H)
+    W = ops.convert_to_tensor(W)
+    x = W if isinstance(H, (int, float)) and H == 1 else W / H
     if stochastic:
         # Theano's srng.binomial(n=1, p) is 1 with probability p: u < p, u ~ U[0, 1).
-        u = keras.random.uniform(ops.shape(W), dtype=p.dtype, seed=srng)
-        plus = ops.less(u, p)
+        p = hard_sigmoid(x)
+        plus = ops.less(keras.random.uniform(ops.shape(W), dtype=p.dtype, seed=srng), p)
     else:
-        # round(p) with half rounding up, for p in [0, 1].
-        plus = ops.greater_equal(p, 0.5)
-    H = ops.cast(H, p.dtype)
+        # round(hard_sigmoid(x)) with half up is 1 iff fl(x + 1) >= 1, and in floating point
+        # that holds iff x >= -eps/4 (1 - eps/4 is the tie below 1, which rounds to even, 1).
+        # One comparison instead of five passes over the kernel; the same bits as the
+        # reference's float arithmetic, tiny negative weights included.
+        eps = float(np.finfo(keras.backend.standardize_dtype(x.dtype)).eps)
+        plus = ops.greater_equal(x, -eps / 4)
+    H = ops.cast(H, x.dtype)
     return ops.where(plus, H, -H)
 
 
 def straight_through(W, Wb):
     """Return ``Wb`` in the forward pass with the gradient passed unchanged to ``W``.
 
-    Rule: forward ``Wb``; backward ``dC/dW = dC/dWb`` (identity, no masking where
-    ``|W| > H``), as the reference's ``theano.grad(cost, wrt=Wb)`` handed to ``W``.
-    ``Wb + (W - W)`` is exact in floating point, unlike ``W + (Wb - W)``.
+    Rule: forward ``Wb`` (bit for bit); backward ``dC/dW = dC/dWb`` (identity, no masking
+    where ``|W| > H``), as the reference's ``theano.grad(cost, wrt=Wb)`` handed to ``W``.
+    A custom gradient costs no pass over the kernel; ``Wb + (W - stop_gradient(W))``
+    would cost two, and ``W + stop_gradient(Wb - W)`` is not exactly ``Wb``.
     """
-    return ops.stop_gradient(Wb) + (W - ops.stop_gradient(W))
+    Wb = ops.stop_gradient(Wb)
+
+    @ops.custom_gradient
+    def identity_to_W(w):
+        def grad(*args, upstream=None):
+            if upstream is None:
+                (upstream,) = args
+            return upstream
+
+        return Wb, grad
+
+    return identity_to_W(W)
 
 
 def glorot_H(fan_in: int, fan_out: int) -> float:

@@ -180,8 +180,10 @@ class InstrumentedStep:
         self.counters["python_traces"] += 1
         self._stamp("start")
         variables = self.model.trainable_variables
-        kernels_before = [tf.identity(layer.kernel.value) for layer in self.layers]
-        params_before = [tf.identity(v.value) for v in self.params] if self.level != "off" else []
+        # Values before the update, for the update summaries (a read now, a copy once updated).
+        tracing = self.level != "off"
+        kernels_before = [tf.identity(layer.kernel.value) for layer in self.layers] if tracing else []
+        params_before = [tf.identity(v.value) for v in self.params] if tracing else []
         with tf.GradientTape() as tape:
             outputs = self.model(x, training=True)
             self._stamp("forward", outputs)
@@ -194,7 +196,7 @@ class InstrumentedStep:
         self._stamp("scale_and_clip", [v.value for v in variables])
         self.compiled_runs.assign_add(1)
         kernel_grads = [grads[self._index(variables, layer.kernel)] for layer in self.layers]
-        param_grads = [grads[self._index(variables, v)] for v in self.params] if self.level != "off" else []
+        param_grads = [grads[self._index(variables, v)] for v in self.params] if tracing else []
         return outputs, loss, binary, kernels_before, kernel_grads, params_before, param_grads
 
     @staticmethod

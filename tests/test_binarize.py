@@ -243,3 +243,15 @@ def test_glorot_H_hand_values():
     assert 1 / glorot_H(784, 2048) == pytest.approx(43.4511, abs=1e-4)
     # 3x3 conv, 3 -> 8 channels: fan_in = 27, fan_out = 72: sqrt(1.5 / 99)
     assert glorot_H(27, 72) == pytest.approx(math.sqrt(1.5 / 99), rel=1e-15)
+
+
+@pytest.mark.parametrize("H", [1.0, 0.3, 0.0230])
+def test_rounding_at_the_float32_tie_below_zero(H):
+    # bclab decides +H by W/H >= -eps/4; the reference computes fl(W/H + 1) >= 1. The tie
+    # 1 - eps/4 rounds to even (1.0), so x = -eps/4 gives +H and the next float below gives -H.
+    tie = np.float32(-np.finfo(np.float32).eps / 4)
+    x = np.array([tie, np.nextafter(tie, np.float32(0)), np.nextafter(tie, np.float32(-1)), -1e-30, -0.0],
+                 np.float32)
+    W = (x * np.float32(H)).astype(np.float32)
+    got = keras.ops.convert_to_numpy(binarization(W, H))
+    np.testing.assert_array_equal(got, oracle_binarization(W, H))

@@ -338,3 +338,36 @@ def test_get_config_from_config_round_trip():
     again = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
     assert isinstance(again, BinaryConnectOptimizer)
     assert again.inner_optimizer.get_config() == opt.inner_optimizer.get_config()
+
+
+# --------------------------------------------------------------------------- the two code paths
+
+
+class LiteralSGD(keras.optimizers.SGD):
+    """An SGD that BinaryConnectOptimizer does not recognise, so it takes the literal rule."""
+
+
+@pytest.mark.parametrize(("fast", "literal"), [(keras.optimizers.SGD, LiteralSGD)])
+def test_scaled_learning_rate_path_equals_the_literal_rule(fast, literal):
+    # Fast path: the kernel's lr is multiplied by W_LR_scale. Literal path: the step is
+    # multiplied after the update. Same value up to float32 rounding, also with momentum.
+    rng = np.random.default_rng(0)
+    W0 = rng.uniform(-1, 1, 50).astype(f32)
+    grads = [rng.normal(size=50).astype(f32) for _ in range(4)]
+    results = []
+    for cls in (fast, literal):
+        opt = BinaryConnectOptimizer(cls(0.05, momentum=0.9))
+        assert opt.step_proportional_to_lr is (cls is fast)
+        W = kernel_var(W0, H=1.0, scale=3.0)
+        for g in grads:
+            step(opt, [(g, W)])
+        results.append(value(W))
+    np.testing.assert_allclose(results[0], results[1], rtol=0, atol=1e-6)  # float32, four steps
+    assert np.abs(results[0]).max() <= 1.0
+
+
+def test_weight_decay_takes_the_literal_rule():
+    assert not BinaryConnectOptimizer(keras.optimizers.AdamW(1e-3, weight_decay=0.01)).step_proportional_to_lr
+    assert not BinaryConnectOptimizer(keras.optimizers.Adam(1e-3, use_ema=True)).step_proportional_to_lr
+    assert BinaryConnectOptimizer(keras.optimizers.Adam(1e-3)).step_proportional_to_lr
+    assert not BinaryConnectOptimizer(keras.optimizers.Ftrl(1e-3)).step_proportional_to_lr

@@ -1,0 +1,139 @@
+"""The lab in a real browser: JupyterLab + headless Debian Chromium, driven by Playwright.
+
+Opens notebooks/lab.ipynb, runs all cells, waits for the lab's widgets, clicks Start, waits
+until the progress bar and the scalars plot moved, clicks Stop and checks that training stopped.
+Screenshots go to test-output/browser/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from browser_support import CHROMIUM, CHROMIUM_ARGS, jupyter_lab
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parent.parent
+SHOTS = REPO / "test-output" / "browser"
+NOTEBOOK = "notebooks/lab.ipynb"
+
+# Everything the test reads from the page, in one evaluate: the scalars plot's points, the
+# progress bar and the status line.
+READ_STATE = """() => {
+    // The FigureWidget's own element carries the lab's class (and plotly's js-plotly-plot).
+    const plot = document.querySelector('.js-plotly-plot.bclab-fig-scalars, .bclab-fig-scalars .js-plotly-plot');
+    const points = plot && plot.data ? plot.data.reduce((n, t) => n + (t.x ? t.x.length : 0), 0) : null;
+    const bar = document.querySelector('.bclab-progress .progress-bar');
+    const status = document.querySelector('.bclab-status');
+    return {points: points, progress: bar ? parseFloat(bar.style.width || bar.style.height || '0') : null,
+            status: status ? status.innerText : null};
+}"""
+
+
+def _playwright():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium not installed: apt-get install chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright (python) not installed: pip install playwright")
+    return sync_playwright
+
+
+try:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+except ImportError:  # the test skips in _playwright()
+    PlaywrightTimeout = TimeoutError
+
+
+def _poll(read, predicate, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    value = read()
+    while not predicate(value):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout:.0f} s; last state: {value}")
+        time.sleep(interval)
+        value = read()
+    return value
+
+
+def _run_all_cells(page) -> None:
+    """Run -> Run All Cells from JupyterLab's main menu, until a cell shows it ran or is queued
+    (a click that lands while JupyterLab is still settling can be lost, so it is retried)."""
+    ran = page.locator(".jp-InputPrompt", has_text=re.compile(r"\[(\*|\d+)\]"))
+    for _ in range(4):
+        page.keyboard.press("Escape")  # close any open menu
+        page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
+        page.locator(".lm-Menu-item:visible", has_text="Run All Cells").first.click()
+        try:
+            ran.first.wait_for(state="attached", timeout=15_000)
+            return
+        except PlaywrightTimeout:
+            continue
+    raise AssertionError("Run -> Run All Cells did not run the notebook")
+
+
+def test_lab_starts_updates_and_stops_in_chromium():
+    sync_playwright = _playwright()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+    with jupyter_lab(REPO, env={"BCLAB_QUICK": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}) as server:
+        timings["server up"] = time.monotonic() - t0
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                page = browser.new_page(viewport={"width": 1500, "height": 2300})
+                # JupyterLab 4 renders only the cells in view; a tall viewport keeps the lab whole.
+                page.set_default_timeout(60_000)
+                page.goto(server.url(f"lab/tree/{NOTEBOOK}"))
+                page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for(state="visible", timeout=90_000)
+                # The kernel must be up (started without a dialog, thanks to the settings) first.
+                page.locator(".jp-StatusBar-Widget", has_text=re.compile(r"\| Idle")).first.wait_for(
+                    state="visible", timeout=90_000)
+                timings["notebook open, kernel idle"] = time.monotonic() - t0
+                _run_all_cells(page)
+                lab = page.locator(".bclab-lab")
+                page.locator(".bclab-start").wait_for(state="visible", timeout=150_000)
+                page.locator(".js-plotly-plot.bclab-fig-scalars, .bclab-fig-scalars .js-plotly-plot").first.wait_for(state="attached", timeout=60_000)
+                timings["lab rendered"] = time.monotonic() - t0
+                lab.scroll_into_view_if_needed()
+
+                def read():
+                    return page.evaluate(READ_STATE)
+
+                before = read()
+                page.screenshot(path=str(SHOTS / "before.png"))
+                lab.screenshot(path=str(SHOTS / "lab_before.png"))
+                assert before["points"] is not None, "the scalars view has no plotly graph"
+                assert "state: idle" in before["status"], before
+
+                page.locator(".bclab-start").click()
+                moved = _poll(read, lambda s: s["progress"] and s["progress"] > (before["progress"] or 0)
+                              and s["points"] > before["points"], 120, "progress and plot moving")
+                timings["progress and plot moved"] = time.monotonic() - t0
+                assert "state: running" in moved["status"] or "state: building" in moved["status"], moved
+                page.screenshot(path=str(SHOTS / "running.png"))
+
+                page.locator(".bclab-stop").click()
+                stopped = _poll(read, lambda s: "state: stopped" in s["status"], 30, "state 'stopped'")
+                timings["stopped"] = time.monotonic() - t0
+                time.sleep(3)
+                later = read()
+                assert later["progress"] == stopped["progress"], (stopped, later)
+                assert later["points"] == stopped["points"], (stopped, later)
+                assert "state: stopped" in later["status"], later
+                assert stopped["progress"] < 100, "the run finished before Stop; the test needs a longer run"
+                assert page.locator(".bclab-start").is_enabled(), "Start continues a stopped run"
+                page.screenshot(path=str(SHOTS / "after.png"))
+                lab.screenshot(path=str(SHOTS / "lab_after.png"))
+            except BaseException:
+                page.screenshot(path=str(SHOTS / "failure.png"))
+                print("server log tail:\n" + server.log()[-2000:])
+                raise
+            finally:
+                browser.close()
+    print("browser test timings (s since start):", {k: round(v, 1) for k, v in timings.items()})
