@@ -25,10 +25,8 @@ trace is listed in each `make_*` docstring; the lab relies on it.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import tempfile
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from html import escape
@@ -40,6 +38,7 @@ import plotly.io as pio
 from plotly.basedatatypes import Undefined  # plotly's "leave this property as it is"
 from plotly.subplots import make_subplots
 
+from bclab.atomic import atomic_write
 from bclab.trace import Trace, TraceLookupError
 
 __all__ = [
@@ -458,16 +457,5 @@ def figures_to_html(figs: Mapping[str, go.Figure], path: str | os.PathLike, titl
              for i, (key, fig) in enumerate(figs.items())]
     html = (f'<!DOCTYPE html>\n<html>\n<head><meta charset="utf-8"><title>{escape(title)}</title></head>\n'
             "<body>\n" + "\n".join(parts) + "\n</body>\n</html>\n")
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=".bclab-plots-", suffix=".tmp",
-                               dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(html)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "w", encoding="utf-8") as handle:
+        handle.write(html)

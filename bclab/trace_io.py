@@ -12,15 +12,15 @@ scalars are arrays, so a round trip is bit-exact. NumPy and the standard library
 
 from __future__ import annotations
 
-import contextlib
 import json
 import operator
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from bclab.atomic import atomic_write
 
 FORMAT_NAME = "bclab.trace"
 FORMAT_VERSION = 1
@@ -215,18 +215,8 @@ def write_npz(path: str | os.PathLike, header: Mapping[str, Any],
     full = {"format": FORMAT_NAME, "version": FORMAT_VERSION, **header}
     payload = json.dumps(full).encode("utf-8")
     entries = {HEADER_KEY: np.frombuffer(payload, dtype=np.uint8), **arrays}
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".bclab-trace-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **entries)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as handle:
+        np.savez_compressed(handle, **entries)
 
 
 def read_npz(path: str | os.PathLike,
