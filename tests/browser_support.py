@@ -29,6 +29,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-backg
 LAB_SETTINGS = {
     # Without this JupyterLab 4 may ask which kernel to start when a notebook opens.
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"autoStartDefaultKernel": True},
+    # The test opens a committed notebook and runs it: never write its outputs back.
+    "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
     # No news or update checks (no internet here) and no toasts over the page.
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
         "fetchNews": "false", "checkForUpdates": False, "doNotDisturbMode": True},
