@@ -5,8 +5,8 @@
 
 Training runs in the runner's worker thread, because the kernel handles no widget message while
 a cell blocks. That thread updates widgets only by setting traits (progress, status, slider) and
-by the `bclab.plots.update_*` functions, each one `plotly_update` message per figure, at most
-every 0.25 s and for the selected layer only; it never prints or writes to an Output widget.
+by the `bclab.plots.update_*` functions, each one `plotly_update` message per figure,
+at most once a second and for the selected layer only; it never prints or writes to an Output widget.
 
 This module does no math and builds no figure: the figures come from `bclab.plots`, the settings
 form from `bclab.lab_controls`, the run's state machine from `bclab.runner`.
@@ -104,7 +104,8 @@ class Lab:
             self.progress,
             self.status,
             widgets.HBox([self.layer_selector, self.history, self.follow]),
-            widgets.GridBox(cells, layout={"grid_template_columns": "repeat(2, minmax(0, 1fr))"}),
+            # One column: plotly figures are 700 px wide by default and were cut off in half-width cells.
+            widgets.GridBox(cells, layout={"grid_template_columns": "minmax(0, 1fr)"}),
             widgets.HBox([self.save_folder, self.save_button]),
         ])
         self.widget.add_class("bclab-lab")

@@ -19,7 +19,8 @@ from bclab.runner import BackgroundRun
 
 __all__ = ["Comparison", "compare_runs", "load_dataset_for"]
 
-REFRESH_S = 0.25  # at most 4 figure updates a second while a run is going
+REFRESH_S = 1.0  # at most one figure update a second while a run goes: a browser redrawing
+# six plotly figures on a small CPU (Binder, headless Chromium) falls behind at four a second
 
 
 def load_dataset_for(config: RunConfig) -> Any:

@@ -140,6 +140,10 @@ def _bars(trace: Trace | None, kind: str, layer: str | None, step: int | None) -
     return {"x": (edges[:-1] + edges[1:]) / 2, "y": counts, "width": np.diff(edges)}
 
 
+def _contiguous(value: Any) -> Any:
+    return np.ascontiguousarray(value) if isinstance(value, np.ndarray) else value
+
+
 def _write(fig: go.Figure, traces: Mapping[int, Mapping[str, Any]], layout: Mapping[str, Any] | None = None,
            vlines: Sequence[float | None] = (), notes: Mapping[int, Mapping[str, Any]] | None = None) -> None:
     """Writes trace properties, layout paths, shape x positions (None hides a line) and
@@ -147,7 +151,9 @@ def _write(fig: go.Figure, traces: Mapping[int, Mapping[str, Any]], layout: Mapp
     whole lists (cheaper than one path per property), so their count never changes."""
     indexes = sorted(traces)
     keys = dict.fromkeys(key for i in indexes for key in traces[i])
-    restyle = {key: [traces[i].get(key, Undefined) for i in indexes] for key in keys}
+    # The widget sends arrays as raw buffers, which must be C-contiguous: a column slice
+    # (trajectories) otherwise fails in the comm layer and the whole update is lost.
+    restyle = {key: [_contiguous(traces[i].get(key, Undefined)) for i in indexes] for key in keys}
     relayout = dict(layout or {})
     if vlines:
         shapes = [shape.to_plotly_json() for shape in fig.layout.shapes]  # deep copies
@@ -402,11 +408,25 @@ def make_grads_figure(trace: Trace | None = None, layer: str | None = None,
 
 def update_grads(fig: go.Figure, trace: Trace | None, layer: str | None = None,
                  step: int | None = None) -> None:
-    """Writes the layer's grad and update histograms at `step` into `fig`."""
+    """Writes the layer's grad and update histograms at `step` into `fig`.
+
+    Their bins are symmetric-log (equal ratios of magnitude), so each bin is drawn one unit
+    wide at its index and the axis is labelled with the edge values."""
     info, s = _layer(trace, layer), _heavy_step(trace, step)
-    _write(fig, {0: _bars(trace, "grad", info and info.name, s),
-                 1: _bars(trace, "update", info and info.name, s)},
-           {"title.text": f"gradients: {_where(info, s)}"})
+    layout = {"title.text": f"gradients: {_where(info, s)}"}
+    bars = {}
+    for i, kind in enumerate(("grad", "update")):
+        bar = _bars(trace, kind, info and info.name, s)
+        if bar["width"] is not None:
+            edges = trace.bin_edges[kind]
+            n = len(edges) - 1
+            bar = {"x": np.arange(n) + 0.5, "y": bar["y"], "width": np.ones(n)}
+            ticks = np.arange(0, n + 1, max(1, n // 8))
+            axis = "xaxis" if i == 0 else "xaxis2"
+            layout[f"{axis}.tickvals"] = ticks
+            layout[f"{axis}.ticktext"] = [f"{edges[t]:.0e}" if edges[t] else "0" for t in ticks]
+        bars[i] = bar
+    _write(fig, bars, layout)
 
 
 # ---------------------------------------------------------------------------- comparison
