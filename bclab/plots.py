@@ -311,11 +311,15 @@ def make_timeline_figure(trace: Trace | None = None, layer: str | None = None,
     hover = "%{y}<br>start %{base:.3f} ms, %{x:.3f} ms<br>%{hovertext}<extra></extra>"
     fig.add_bar(name="phases", orientation="h", marker_color=_BLUE, hovertemplate=hover, row=1, col=1)
     fig.add_bar(name=UPDATE_LABEL, orientation="h", marker_color=_RED, hovertemplate=hover, row=1, col=1)
-    fig.add_bar(name="counters", x=list(_COUNTERS), marker_color=[_GREY, _GREEN], row=1, col=2)
+    # Log scale and printed values: 1 trace against thousands of runs is the point to see.
+    fig.add_bar(name="counters", x=list(_COUNTERS), marker_color=[_GREY, _GREEN], textposition="outside",
+                row=1, col=2)
+    fig.update_yaxes(type="log", row=1, col=2)
     fig.add_annotation(text=UPDATE_LABEL, x=0, y=0, xref="x", yref="y", showarrow=True, arrowhead=2,
                        ax=40, ay=-25, font={"color": _RED}, visible=False)
-    fig.update_layout(showlegend=False, title_text="timeline", barmode="overlay")
-    fig.update_yaxes(autorange="reversed", type="category", categoryorder="array", row=1, col=1)
+    fig.update_layout(showlegend=False, title_text="timeline", barmode="overlay", height=520)
+    fig.update_yaxes(autorange="reversed", type="category", categoryorder="array", tickfont={"size": 9},
+                     row=1, col=1)
     fig.update_xaxes(title_text="ms", row=1, col=1)
     update_timeline(fig, trace, layer, step)
     return fig
@@ -334,7 +338,8 @@ def update_timeline(fig: go.Figure, trace: Trace | None, layer: str | None = Non
     bars = {i: {"y": [e["phase"] for e in group], "base": [1e3 * e["start"] for e in group],
                 "x": [1e3 * e["duration"] for e in group], "hovertext": [e["detail"] for e in group]}
             for i, group in enumerate((split[False], split[True]))}
-    bars[2] = {"y": [counters.get(name) for name in _COUNTERS] if counters else _EMPTY}
+    values = [counters.get(name) for name in _COUNTERS] if counters else []
+    bars[2] = {"y": values or _EMPTY, "text": [str(v) for v in values]}
     label: dict[str, Any] = {"visible": bool(split[True])}
     if split[True]:
         first = split[True][0]
