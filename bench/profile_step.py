@@ -113,7 +113,8 @@ def main(argv=None) -> int:
     throughput.print_group(result)
     machine = _common.machine_info(load_before)
     path = _common.write_results("profile_step", args.out, {"benchmark": "profile_step", "machine": machine,
-                                                            "settings": vars(args), "results": result})
+                                                            "smoke": args.smoke, "settings": vars(args),
+                                                            "results": result})
     print(f"\nload average before {load_before}, after {machine['load_average_after']}\nwrote {path}")
     return 0
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ("throughput", "reproduce", "memory")
+SCRIPTS = ("throughput", "reproduce", "memory", "profile_step")
 MACHINE_KEYS = {"cpu_count", "load_average_before", "load_average_after", "device", "tensorflow", "keras", "command"}
 
 
@@ -131,3 +131,8 @@ def test_memory_smoke(smoke_runs):
         assert run["steps"] == 3
     assert runs["full"]["trace_memory_bytes"] > 0
     assert runs["off"]["trace_memory_bytes"] == 0
+
+
+def test_profile_step_smoke(smoke_runs):
+    result = _finish(smoke_runs, "profile_step")
+    assert result["results"]
