@@ -117,3 +117,23 @@ def test_trace_summary_of_a_corrupt_file_is_a_clear_error(tmp_path, capsys):
 def test_console_script_is_installed():
     done = subprocess.run([sys.executable, "-m", "bclab.cli", "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "train" in done.stdout
+
+
+def test_ctrl_c_writes_what_was_completed(tmp_path, monkeypatch, capsys):
+    from bclab.training import Trainer
+
+    real_step, calls = Trainer.step, []
+
+    def step_then_interrupt(self):
+        calls.append(1)
+        if len(calls) == 13:  # one epoch is 10 batches: Ctrl-C during the second epoch
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "step", step_then_interrupt)
+    out, trace_path = tmp_path / "run", tmp_path / "t.npz"
+    assert main(["train", *TINY, "--out", str(out), "--trace", str(trace_path)]) == 130
+    result = json.loads((out / "result.json").read_text())
+    assert result["interrupted"] is True and result["epochs_completed"] == 1 and result["steps_completed"] == 12
+    assert len(Trace.load(trace_path)) == 12
+    assert "interrupted" in capsys.readouterr().err
