@@ -360,6 +360,12 @@ class Lab:
         elif self._loaded is not None:
             parts.append(f"loaded trace: {len(self._loaded)} steps")
         lines = [" &middot; ".join(parts)]
+        trace = self.trace
+        bad = trace.first_nonfinite() if trace is not None else None
+        if bad is not None:
+            where = f" in {bad['layer']}" if bad.get("layer") else ""
+            lines.append(f'<span style="color:#c00">{html.escape(bad["name"])}{html.escape(where)} first became '
+                         f'NaN or Inf at step {bad["step"]}.</span>')
         if error:
             lines.append(f'<span style="color:#c00">Error: {html.escape(error)} (Reset to start over.)</span>')
         if self._message:

@@ -199,3 +199,15 @@ def test_compare_runs_trains_each_config_and_draws_one_line_each():
         expected = [6, 6, 0] if scalar == "flip_ratio" else [6, 6, 6]
         assert [len(trace.y) for trace in fig.data] == expected
     assert comparison.progress.value == comparison.progress.max == 18
+
+
+def test_nan_shows_in_the_status_line_with_its_step():
+    lab = Lab(TINY)
+    lab.buttons["step"].click()
+    assert lab.wait(60)
+    gamma = next(v for v in lab.trainer.model.trainable_variables if v.path.endswith("bn_out/gamma"))
+    gamma.assign(np.full(gamma.shape, np.nan, np.float32))
+    lab.buttons["step"].click()
+    assert lab.wait(60)
+    lab._sync_status()
+    assert "NaN or Inf at step 1" in lab.status.value
