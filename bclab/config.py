@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bclab.data import DATASETS, DEFAULT_DATASET
+from bclab.errors import invalid_value
 
 MODES = ("deterministic", "stochastic", "float")
 ARCHITECTURES = ("mlp", "cnn")
@@ -39,24 +40,21 @@ _RECIPES = {
 }
 
 
-def _invalid(name: str, value: Any, expected: str) -> ValueError:
-    return ValueError(f"Received an invalid value for `{name}`, expected {expected}. Received: {name}={value!r}")
-
 
 def _positive_int(name: str, value: Any, allow_zero: bool = False) -> None:
     low = 0 if allow_zero else 1
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise _invalid(name, value, "a non-negative integer" if allow_zero else "a positive integer")
+        raise invalid_value(name, value, "a non-negative integer" if allow_zero else "a positive integer")
 
 
 def _positive_float(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise _invalid(name, value, "a positive finite number")
+        raise invalid_value(name, value, "a positive finite number")
 
 
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise _invalid(name, value, f"one of {list(choices)}")
+        raise invalid_value(name, value, f"one of {list(choices)}")
 
 
 @dataclass(frozen=True)
@@ -100,9 +98,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS + ("npz", "idx"):
-            raise _invalid("dataset", self.dataset, f"one of {list(DATASETS + ('npz', 'idx'))}")
+            raise invalid_value("dataset", self.dataset, f"one of {list(DATASETS + ('npz', 'idx'))}")
         if self.dataset in ("npz", "idx") and not self.data_path:
-            raise _invalid("data_path", self.data_path, f"a path to the {self.dataset} data")
+            raise invalid_value("data_path", self.data_path, f"a path to the {self.dataset} data")
         for name in ("n_train", "n_test"):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
@@ -119,7 +117,7 @@ class RunConfig:
         if self.conv_channels is not None:
             channels = tuple(self.conv_channels)
             if len(channels) != 3 or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in channels):
-                raise _invalid("conv_channels", self.conv_channels, "three positive integers")
+                raise invalid_value("conv_channels", self.conv_channels, "three positive integers")
             object.__setattr__(self, "conv_channels", channels)
         if not (isinstance(self.H, str) and self.H.lower() == "glorot"):
             _positive_float("H", self.H)
@@ -130,13 +128,13 @@ class RunConfig:
         _positive_int("batch_size", self.batch_size)
         _positive_int("epochs", self.epochs)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise _invalid("seed", self.seed, "a non-negative integer")
+            raise invalid_value("seed", self.seed, "a non-negative integer")
         if not 0 < self.bn_alpha <= 1:
-            raise _invalid("bn_alpha", self.bn_alpha, "a number in (0, 1] (Keras momentum = 1 - alpha)")
+            raise invalid_value("bn_alpha", self.bn_alpha, "a number in (0, 1] (Keras momentum = 1 - alpha)")
         _positive_float("bn_epsilon", self.bn_epsilon)
         _positive_int("trace_sample", self.trace_sample, allow_zero=True)
         if not isinstance(self.jit_compile, bool):
-            raise _invalid("jit_compile", self.jit_compile, "True or False")
+            raise invalid_value("jit_compile", self.jit_compile, "True or False")
 
     @property
     def binary(self) -> bool:
@@ -180,7 +178,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         if not isinstance(data, dict):
-            raise _invalid("config", data, "a JSON object of RunConfig fields")
+            raise invalid_value("config", data, "a JSON object of RunConfig fields")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -206,7 +204,7 @@ class RunConfig:
         hidden widths only (epochs and data stay as given unless overridden).
         """
         if name not in _RECIPES:
-            raise _invalid("recipe", name, f"one of {sorted(_RECIPES)}")
+            raise invalid_value("recipe", name, f"one of {sorted(_RECIPES)}")
         settings: dict[str, Any] = dict(_RECIPES[name], size=size, H=1.0, W_LR_scale="glorot", optimizer="adam")
         if name == "svhn":
             settings["conv_channels"] = _SVHN_CHANNELS.get(size)

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bclab.errors import invalid_value
+
 DATASETS = ("mnist-5k", "mnist", "fashion_mnist", "cifar10")
 DEFAULT_DATASET = "mnist-5k"
 _FILE_SOURCES = ("npz", "idx")
@@ -79,10 +81,6 @@ class Split:
     y_test: np.ndarray = field(repr=False)
 
 
-def _invalid(arg: str, expected: str, value: object) -> ValueError:
-    return ValueError(f"Received an invalid value for `{arg}`, expected {expected}. Received: {arg}={value!r}")
-
-
 def _is_int(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
@@ -115,13 +113,13 @@ def load_dataset(name: str = DEFAULT_DATASET, *, path: str | os.PathLike | None 
         elif Path(path).is_dir():
             name = "idx"
         else:
-            raise _invalid("path", "a .npz file or a folder of IDX files (or pass `name`)", path)
+            raise invalid_value("path", path, "a .npz file or a folder of IDX files (or pass `name`)")
     if name not in DATASETS + _FILE_SOURCES:
-        raise _invalid("name", f"one of {DATASETS + _FILE_SOURCES}", name)
+        raise invalid_value("name", name, f"one of {DATASETS + _FILE_SOURCES}")
     if name in _FILE_SOURCES and path is None:
-        raise _invalid("path", f"a file or folder when name={name!r}", path)
+        raise invalid_value("path", path, f"a file or folder when name={name!r}")
     if name not in _FILE_SOURCES and path is not None:
-        raise _invalid("path", f"None when name={name!r} (use 'npz' or 'idx')", path)
+        raise invalid_value("path", path, f"None when name={name!r} (use 'npz' or 'idx')")
 
     if name == "mnist-5k":
         ds = _load_mnist_5k()
@@ -350,7 +348,7 @@ def validate(ds: Dataset) -> None:
         ValueError: Naming the offending array and value.
     """
     if not _is_int(ds.num_classes) or ds.num_classes < 1:
-        raise _invalid("num_classes", "a positive integer", ds.num_classes)
+        raise invalid_value("num_classes", ds.num_classes, "a positive integer")
     for part in ("train", "test"):
         x, y = getattr(ds, f"x_{part}"), getattr(ds, f"y_{part}")
         if not isinstance(x, np.ndarray) or x.ndim != 4 or x.dtype != np.uint8:
@@ -386,7 +384,7 @@ def split_validation(ds: Dataset, n_validation: int) -> Split:
     """
     n = len(ds.x_train)
     if not _is_int(n_validation) or not 0 <= n_validation < n:
-        raise _invalid("n_validation", f"an integer in [0, {n}) (n={n})", n_validation)
+        raise invalid_value("n_validation", n_validation, f"an integer in [0, {n}) (n={n})")
     cut = n - n_validation
     return Split(ds.x_train[:cut], ds.y_train[:cut], ds.x_train[cut:], ds.y_train[cut:], ds.x_test, ds.y_test)
 
@@ -404,7 +402,7 @@ def _count(arg: str, value: int | None, n: int) -> int:
     if value is None:
         return n
     if not _is_int(value) or not 0 < value <= n:
-        raise _invalid(arg, f"None or an integer in [1, {n}] (n={n})", value)
+        raise invalid_value(arg, value, f"None or an integer in [1, {n}] (n={n})")
     return int(value)
 
 
@@ -425,7 +423,7 @@ def to_float(x: np.ndarray) -> np.ndarray:
 def one_hot_pm1(y: np.ndarray, num_classes: int) -> np.ndarray:
     """Squared-hinge targets ``2 * onehot - 1``: float32 (N, num_classes) of +-1."""
     if not _is_int(num_classes) or num_classes < 1:
-        raise _invalid("num_classes", "a positive integer", num_classes)
+        raise invalid_value("num_classes", num_classes, "a positive integer")
     y = _as_labels(y, "y")
     bad = np.flatnonzero((y < 0) | (y >= num_classes))
     if len(bad):
@@ -441,9 +439,9 @@ def one_hot_pm1(y: np.ndarray, num_classes: int) -> np.ndarray:
 def num_batches(n: int, batch_size: int) -> int:
     """The number of full batches in ``n`` examples (a partial one is dropped)."""
     if not _is_int(n) or n < 1:
-        raise _invalid("n", "a positive integer", n)
+        raise invalid_value("n", n, "a positive integer")
     if not _is_int(batch_size) or not 0 < batch_size <= n:
-        raise _invalid("batch_size", f"a positive integer no larger than the number of examples (n={n})", batch_size)
+        raise invalid_value("batch_size", batch_size, f"a positive integer no larger than the number of examples (n={n})")
     return n // batch_size
 
 

@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 
 from bclab import plots
 from bclab.config import RunConfig
+from bclab.errors import invalid_value
 from bclab.runner import BackgroundRun
 
 __all__ = ["Comparison", "compare_runs", "load_dataset_for"]
@@ -111,10 +112,9 @@ def compare_runs(configs: Mapping[str, RunConfig], steps: int, *, dataset: Any =
     from bclab.training import Trainer
 
     if not configs:
-        raise ValueError(f"Received an invalid value for `configs`, expected a non-empty mapping of "
-                         f"name -> RunConfig. Received: configs={configs!r}")
+        raise invalid_value("configs", configs, "a non-empty mapping of name -> RunConfig")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"Received an invalid value for `steps`, expected a positive integer. Received: steps={steps!r}")
+        raise invalid_value("steps", steps, "a positive integer")
     loaded: dict[tuple, Any] = {}
     trainers = {}
     for name, config in configs.items():

@@ -13,6 +13,7 @@ import ipywidgets as widgets
 
 from bclab.config import ARCHITECTURES, MODES, OPTIMIZERS, SIZES, TRACE_LEVELS, RunConfig
 from bclab.data import DATASETS, DEFAULT_DATASET
+from bclab.errors import invalid_value
 
 __all__ = ["ConfigControls"]
 
@@ -37,8 +38,7 @@ def _number_or_name(name: str, text: str, allow_none: bool = False) -> float | s
         return float(cleaned)
     except ValueError:
         expected = 'a positive number, "glorot" or "none"' if allow_none else 'a positive number or "glorot"'
-        raise ValueError(f"Received an invalid value for `{name}`, expected {expected}. "
-                         f"Received: {name}={text!r}") from None
+        raise invalid_value(name, text, expected) from None
 
 
 def _format(value: float | str | None) -> str:

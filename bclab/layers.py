@@ -26,23 +26,19 @@ from keras import ops
 
 from bclab.binarize import binarization, glorot_H, straight_through
 from bclab.constraints import BinaryKernelClip
+from bclab.errors import invalid_value
 
 _OWNED_WHEN_BINARY = ("kernel_initializer", "kernel_constraint")
 _SAMPLER_SEED_OFFSET = 1_000_003  # a prime, far from the per-layer seeds of bclab.models
 _SAMPLER_STATE_KEY = "sampler_state"
 
 
-def _invalid(name: str, value: Any, expected: str) -> ValueError:
-    return ValueError(
-        f"Received an invalid value for `{name}`, expected {expected}. Received: {name}={value!r}"
-    )
-
 
 def _check_H(H: Any) -> float | str:
     if isinstance(H, str) and H.lower() == "glorot":
         return "glorot"
     if isinstance(H, bool) or not isinstance(H, (int, float)) or not math.isfinite(H) or H <= 0:
-        raise _invalid("H", H, 'a positive float or "glorot"')
+        raise invalid_value("H", H, 'a positive float or "glorot"')
     return float(H)
 
 
@@ -57,13 +53,13 @@ def _check_lr_scale(W_LR_scale: Any) -> float | str | None:
         or not math.isfinite(W_LR_scale)
         or W_LR_scale <= 0
     ):
-        raise _invalid("W_LR_scale", W_LR_scale, 'a positive float, "glorot" or None')
+        raise invalid_value("W_LR_scale", W_LR_scale, 'a positive float, "glorot" or None')
     return float(W_LR_scale)
 
 
 def _check_flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise _invalid(name, value, "True or False")
+        raise invalid_value(name, value, "True or False")
     return value
 
 

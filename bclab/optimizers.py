@@ -24,6 +24,7 @@ from keras import ops
 from keras.saving import deserialize_keras_object, serialize_keras_object
 
 from bclab.constraints import BinaryKernelClip
+from bclab.errors import invalid_value
 
 
 @contextlib.contextmanager
@@ -72,10 +73,7 @@ class BinaryConnectOptimizer(keras.optimizers.Optimizer):
 
     def __init__(self, inner_optimizer: keras.optimizers.Optimizer, name: str | None = None, **kwargs):
         if not isinstance(inner_optimizer, keras.optimizers.Optimizer):
-            raise ValueError(
-                "Received an invalid value for `inner_optimizer`, expected a "
-                f"keras.optimizers.Optimizer instance. Received: inner_optimizer={inner_optimizer!r}"
-            )
+            raise invalid_value("inner_optimizer", inner_optimizer, "a keras.optimizers.Optimizer instance")
         if kwargs:
             raise ValueError(
                 f"BinaryConnectOptimizer does not take {sorted(kwargs)}: set them on the inner optimizer."

@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from bclab.errors import invalid_value
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["STATES", "BackgroundRun"]
@@ -53,8 +55,7 @@ class BackgroundRun:
                  on_epoch: Callable[[Any], None] | None = None,
                  min_interval: float = 0.25):
         if isinstance(min_interval, bool) or not isinstance(min_interval, (int, float)) or min_interval < 0:
-            raise ValueError("Received an invalid value for `min_interval`, expected a non-negative "
-                             f"number of seconds. Received: min_interval={min_interval!r}")
+            raise invalid_value("min_interval", min_interval, "a non-negative number of seconds")
         self.make_trainer = make_trainer
         self.on_state, self.on_progress, self.on_epoch = on_state, on_progress, on_epoch
         self.min_interval = float(min_interval)

@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from bclab.binarize import hard_sigmoid
+from bclab.errors import invalid_value
 from bclab.layers import binary_layers
 from bclab.optimizers import BinaryConnectOptimizer
 
@@ -58,7 +59,7 @@ def default_bin_edges(nbins: int = 64) -> dict[str, np.ndarray]:
     """Fixed histogram edges: W in units of H on [-1, 1]; p on [0, 1]; gradient and update
     on symmetric log bins (``nbins`` even): 0, then +-m_j with m_j = 10 ** (-10 + 11 j / (nbins/2 - 1))."""
     if nbins < 4 or nbins % 2:
-        raise ValueError(f"Received an invalid value for `nbins`, expected an even number >= 4. Received: nbins={nbins}")
+        raise invalid_value("nbins", nbins, "an even number >= 4")
     magnitudes = np.logspace(*SYMLOG_DECADES, nbins // 2)
     symlog = np.concatenate([-magnitudes[::-1], [0.0], magnitudes])
     return {
@@ -133,7 +134,7 @@ class InstrumentedStep:
         hist_subset: int = HIST_SUBSET,
     ):
         if level not in LEVELS:
-            raise ValueError(f"Received an invalid value for `level`, expected one of {list(LEVELS)}. Received: level={level!r}")
+            raise invalid_value("level", level, f"one of {list(LEVELS)}")
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.level, self.eager, self.jit_compile = level, eager, jit_compile
         self.layers = binary_layers(model)

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from bclab.errors import invalid_value
 from bclab.trace_io import (
     KINDS,
     MODEL_SCOPE,
@@ -42,7 +43,6 @@ from bclab.trace_io import (
     format_summary,
     heavy_row_specs,
     integer,
-    invalid,
     load_trace,
     normalize_record,
     save_trace,
@@ -157,7 +157,7 @@ class Trace:
                  max_scalar_steps: int = 200_000, meta: Mapping[str, Any] | None = None):
         self._layers = tuple(layers)
         if not self._layers or not all(isinstance(li, LayerInfo) for li in self._layers):
-            raise invalid("layers", layers, "a non-empty sequence of LayerInfo")
+            raise invalid_value("layers", layers, "a non-empty sequence of LayerInfo")
         names = [li.name for li in self._layers]
         self._params = tuple(params)
         scopes = names + list(self._params)
@@ -173,7 +173,7 @@ class Trace:
         try:  # fail now rather than at the first save, hours into a run
             json.dumps(self._meta)
         except (TypeError, ValueError) as exc:
-            raise invalid("meta", meta, "a JSON-serializable mapping") from exc
+            raise invalid_value("meta", meta, "a JSON-serializable mapping") from exc
         self._heavy_specs = heavy_row_specs(len(self._layers), self._bin_edges, self._sample_size)
         self._heavy = _RowStore(self._max_records, self._heavy_specs)
         self._scalars = _RowStore(self._max_scalar_steps, {

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from bclab.atomic import atomic_write
+from bclab.errors import invalid_value
 
 FORMAT_NAME = "bclab.trace"
 FORMAT_VERSION = 1
@@ -37,33 +38,29 @@ class TraceFileError(ValueError):
     """A trace file is missing, truncated, corrupt or not a trace of a known version."""
 
 
-def invalid(arg: str, value: Any, expected: str) -> ValueError:
-    return ValueError(f"Received an invalid value for `{arg}`, expected {expected}. "
-                      f"Received: {arg}={value!r}")
-
 
 def real(arg: str, value: Any) -> float:
     if isinstance(value, (str, bytes)) or np.ndim(value) != 0:
-        raise invalid(arg, value, "a real number")
+        raise invalid_value(arg, value, "a real number")
     try:
         return float(value)
     except (TypeError, ValueError) as exc:
-        raise invalid(arg, value, "a real number") from exc
+        raise invalid_value(arg, value, "a real number") from exc
 
 
 def integer(arg: str, value: Any, minimum: int | None = None) -> int:
     try:
         result = operator.index(value)
     except TypeError as exc:
-        raise invalid(arg, value, "an integer") from exc
+        raise invalid_value(arg, value, "an integer") from exc
     if minimum is not None and result < minimum:
-        raise invalid(arg, value, f"an integer >= {minimum}")
+        raise invalid_value(arg, value, f"an integer >= {minimum}")
     return result
 
 
 def mapping(arg: str, value: Any, allowed: Sequence[str] | None = None) -> Mapping:
     if type(value) is not dict and not isinstance(value, Mapping):  # ABC checks are slow
-        raise invalid(arg, value, "a mapping")
+        raise invalid_value(arg, value, "a mapping")
     if allowed is not None:
         unknown = [k for k in value if k not in allowed]
         if unknown:
@@ -76,13 +73,13 @@ def validate_bin_edges(bin_edges: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Checks the histogram edges of every kind; returns read-only float64 copies."""
     mapping("bin_edges", bin_edges)
     if sorted(bin_edges) != sorted(KINDS):
-        raise invalid("bin_edges", list(bin_edges), f"exactly the kinds {list(KINDS)}")
+        raise invalid_value("bin_edges", list(bin_edges), f"exactly the kinds {list(KINDS)}")
     result = {}
     for kind in KINDS:
         edges = np.array(bin_edges[kind], dtype=np.float64)
         if (edges.ndim != 1 or len(edges) < 2 or not np.all(np.isfinite(edges))
                 or not np.all(np.diff(edges) > 0)):
-            raise invalid(f"bin_edges[{kind!r}]", bin_edges[kind],
+            raise invalid_value(f"bin_edges[{kind!r}]", bin_edges[kind],
                           "a 1-D array of at least 2 finite, strictly increasing edges")
         edges.flags.writeable = False
         result[kind] = edges
@@ -161,7 +158,7 @@ def normalize_record(record: Mapping[str, Any], *, layer_index: Mapping[str, int
             c = np.asarray(counts)
             if (c.shape != (nbins,) or c.dtype.kind not in "iuf"
                     or (c.dtype.kind == "f" and not (np.floor(c) == c).all())):
-                raise invalid(f"{arg}['hist'][{kind!r}]", counts,
+                raise invalid_value(f"{arg}['hist'][{kind!r}]", counts,
                               f"{nbins} integer counts (shape ({nbins},))")
             row[f"hist_{kind}"][li] = c
             row[f"hist_mask_{kind}"][li] = heavy = True
@@ -179,7 +176,7 @@ def normalize_record(record: Mapping[str, Any], *, layer_index: Mapping[str, int
         for field, values in sample.items():
             v = np.asarray(values)
             if v.shape != (k,) or v.dtype.kind not in "biuf":
-                raise invalid(f"{arg}['sample'][{field!r}]", values,
+                raise invalid_value(f"{arg}['sample'][{field!r}]", values,
                                f"a 1-D array of {k} numbers (sample_size={k})")
             row[f"sample_{field}"][li] = v
             row[f"sample_mask_{field}"][li] = heavy = True
@@ -187,13 +184,13 @@ def normalize_record(record: Mapping[str, Any], *, layer_index: Mapping[str, int
         negative = (row[f"hist_{kind}"] < 0).any(axis=1)
         if negative.any():
             lname = list(layer_index)[int(np.argmax(negative))]
-            raise invalid(f"layers[{lname!r}]['hist'][{kind!r}]",
+            raise invalid_value(f"layers[{lname!r}]['hist'][{kind!r}]",
                           row[f"hist_{kind}"][layer_index[lname]], "non-negative counts")
     events = []
     for n, event in enumerate(record.get("events", ())):
         mapping(f"events[{n}]", event, _EVENT_KEYS)
         if not all(key in event for key in _EVENT_KEYS[:3]):
-            raise invalid(f"events[{n}]", event, "keys 'phase', 'start', 'duration'")
+            raise invalid_value(f"events[{n}]", event, "keys 'phase', 'start', 'duration'")
         events.append({"phase": str(event["phase"]),
                        "start": real(f"events[{n}]['start']", event["start"]),
                        "duration": real(f"events[{n}]['duration']", event["duration"]),
