@@ -27,9 +27,9 @@ import plotly.graph_objects as go
 
 from bclab import plots
 from bclab.config import RunConfig
-from bclab.lab_compare import REFRESH_S, Comparison, compare_runs, load_dataset_for
+from bclab.lab_compare import Comparison, compare_runs, load_dataset_for
 from bclab.lab_controls import ConfigControls
-from bclab.runner import BackgroundRun
+from bclab.runner import REFRESH_S, BackgroundRun
 from bclab.trace import Trace, TraceFileError
 
 __all__ = ["Comparison", "Lab", "compare_runs"]

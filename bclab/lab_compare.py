@@ -16,12 +16,10 @@ import plotly.graph_objects as go
 from bclab import plots
 from bclab.config import RunConfig
 from bclab.errors import invalid_value
-from bclab.runner import BackgroundRun
+from bclab.runner import REFRESH_S, BackgroundRun
 
 __all__ = ["Comparison", "compare_runs", "load_dataset_for"]
 
-REFRESH_S = 1.0  # at most one figure update a second while a run goes: a browser redrawing
-# six plotly figures on a small CPU (Binder, headless Chromium) falls behind at four a second
 
 
 def load_dataset_for(config: RunConfig) -> Any:

@@ -29,9 +29,13 @@ from bclab.errors import invalid_value
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["STATES", "BackgroundRun"]
+__all__ = ["REFRESH_S", "STATES", "BackgroundRun"]
 
 STATES = ("idle", "building", "running", "paused", "stopped", "finished", "error")
+
+# The widgets' refresh interval: at most one figure update a second while a run goes. A browser
+# redrawing six plotly figures on a small CPU (Binder, headless Chromium) falls behind at four.
+REFRESH_S = 1.0
 
 
 class BackgroundRun:
