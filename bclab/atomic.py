@@ -11,9 +11,9 @@ from typing import IO
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb", **open_kwargs) -> Iterator[IO]:
-    """Yield a temporary file beside ``path``; on success fsync it and rename it to ``path``.
+    """Yield a temporary file beside `path`; on success fsync it and rename it to `path`.
 
-    ``os.replace`` within one directory is atomic, so readers see the old file or the new
+    `os.replace` within one directory is atomic, so readers see the old file or the new
     one, never a part; on any exception the temporary file is removed.
     """
     path = os.fspath(path)

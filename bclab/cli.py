@@ -1,8 +1,8 @@
-"""The headless entry point: ``bclab train`` and ``bclab trace summary|tensorboard``.
+"""The headless entry point: `bclab train` and `bclab trace summary|tensorboard`.
 
-``bclab train`` writes into ``--out`` only when the run ends: it works in a temporary
+`bclab train` writes into `--out` only when the run ends: it works in a temporary
 folder beside it and renames it, so an error leaves nothing half-written. Ctrl-C stops
-after the current step and still writes what was completed (marked ``interrupted``).
+after the current step and still writes what was completed (marked `interrupted`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,28 @@ from typing import Any
 from bclab.config import ARCHITECTURES, MODES, OPTIMIZERS, SIZES, TRACE_LEVELS, RunConfig
 from bclab.data import DATASETS
 
-_FIELDS = ("dataset", "data_path", "n_train", "n_validation", "n_test", "architecture", "size", "hidden_units",
-           "hidden_layers", "mode", "H", "W_LR_scale", "optimizer", "lr_start", "lr_end", "batch_size", "epochs",
-           "seed", "trace_sample", "jit_compile")
+_FIELDS = (
+    "dataset",
+    "data_path",
+    "n_train",
+    "n_validation",
+    "n_test",
+    "architecture",
+    "size",
+    "hidden_units",
+    "hidden_layers",
+    "mode",
+    "H",
+    "W_LR_scale",
+    "optimizer",
+    "lr_start",
+    "lr_end",
+    "batch_size",
+    "epochs",
+    "seed",
+    "trace_sample",
+    "jit_compile",
+)
 
 
 def _h_value(text: str) -> float | str:
@@ -98,7 +117,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 def _check_out(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"Received an invalid value for `--out`, expected a new or empty folder. Received: --out={out}")
+        raise ValueError(
+            f"Received an invalid value for `--out`, expected a new or empty folder. Received: --out={out}"
+        )
 
 
 def train(args: argparse.Namespace) -> int:
@@ -111,13 +132,16 @@ def train(args: argparse.Namespace) -> int:
 
     import keras
 
-    from bclab.training import Trainer
+    from bclab.train.trainer import Trainer
 
     trainer = Trainer(config)
     log = logging.getLogger("bclab")
     log.info("device: %s", trainer.device)
-    print(f"bclab: device {trainer.device}; data {trainer.dataset.source}; "
-          f"{trainer.steps_total} steps ({config.epochs} epochs x {trainer.batches_per_epoch} batches)", file=sys.stderr)
+    print(
+        f"bclab: device {trainer.device}; data {trainer.dataset.source}; "
+        f"{trainer.steps_total} steps ({config.epochs} epochs x {trainer.batches_per_epoch} batches)",
+        file=sys.stderr,
+    )
     bar = None if args.quiet else keras.utils.Progbar(trainer.steps_total, stateful_metrics=["epoch", "val_err"])
     last: dict[str, float] = {}
     interrupted = False
@@ -126,8 +150,11 @@ def train(args: argparse.Namespace) -> int:
             result = trainer.step()
             if result is not None:
                 last = {"epoch": result.epoch, "val_err": result.val_error}
-                print(f"\nepoch {result.epoch}: train loss {result.train_loss:.4f}, val error {result.val_error:.2f} %, "
-                      f"test error {result.test_error:.2f} %, lr {result.lr:.3g}", file=sys.stderr)
+                print(
+                    f"\nepoch {result.epoch}: train loss {result.train_loss:.4f}, val error {result.val_error:.2f} %, "
+                    f"test error {result.test_error:.2f} %, lr {result.lr:.3g}",
+                    file=sys.stderr,
+                )
             if bar is not None:
                 bar.update(trainer.global_step, values=list(last.items()))
     except KeyboardInterrupt:
@@ -137,18 +164,21 @@ def train(args: argparse.Namespace) -> int:
     if args.trace and trainer.trace is not None:
         trainer.trace.save(args.trace)
     if args.tensorboard and trainer.trace is not None:
-        from bclab.tensorboard import export_scalars
+        from bclab.trace.tensorboard import export_scalars
 
         export_scalars(trainer.trace, args.tensorboard)
     best = trainer.best()
     if best is not None:
-        print(f"bclab: test error {best.test_error:.2f} % at the best validation epoch {best.epoch} "
-              f"(val {best.val_error:.2f} %); written to {out}", file=sys.stderr)
+        print(
+            f"bclab: test error {best.test_error:.2f} % at the best validation epoch {best.epoch} "
+            f"(val {best.val_error:.2f} %); written to {out}",
+            file=sys.stderr,
+        )
     return 130 if interrupted else 0
 
 
 def _write_outputs(trainer, out: Path, interrupted: bool) -> None:
-    """Write config, metrics (JSON and CSV), result and model into ``out``, atomically."""
+    """Write config, metrics (JSON and CSV), result and model into `out`, atomically."""
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
@@ -187,7 +217,7 @@ def trace_command(args: argparse.Namespace) -> int:
     if args.trace_command == "summary":
         print(trace.summary())
     else:
-        from bclab.tensorboard import export_scalars
+        from bclab.trace.tensorboard import export_scalars
 
         export_scalars(trace, args.logdir)
         print(f"bclab: wrote TensorBoard events to {args.logdir}")

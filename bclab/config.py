@@ -1,7 +1,7 @@
 """RunConfig: every setting of a BinaryConnect run, validated once, JSON round-trippable.
 
-The paper's recipes (``RunConfig.recipe``) follow the reference scripts
-(``mnist.py``, ``cifar10.py``, ``svhn.py``; ../shared/reference/binaryconnect.md, section 4),
+The paper's recipes (`RunConfig.recipe`) follow the reference scripts
+(`mnist.py`, `cifar10.py`, `svhn.py`; docs/binaryconnect-reference.md, section 4),
 with sizes that can be scaled down for a CPU or a Binder session.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bclab.data import DATASETS, DEFAULT_DATASET
-from bclab.errors import invalid_value
+from bclab.validation import invalid_value
 
 MODES = ("deterministic", "stochastic", "float")
 ARCHITECTURES = ("mlp", "cnn")
@@ -30,15 +30,38 @@ _SVHN_CHANNELS = {"paper": (64, 128, 256), "small": (16, 32, 64), "tiny": (8, 16
 
 # Reference recipes: batch, epochs, LR start -> end, BatchNorm alpha (section 4).
 _RECIPES = {
-    "mnist": dict(architecture="mlp", dataset="mnist", batch_size=100, epochs=250, lr_start=1e-3, lr_end=3e-6,
-                  bn_alpha=0.15, n_validation=10_000),
-    "cifar10": dict(architecture="cnn", dataset="cifar10", batch_size=50, epochs=500, lr_start=3e-3, lr_end=2e-6,
-                    bn_alpha=0.1, n_validation=5_000),
+    "mnist": dict(
+        architecture="mlp",
+        dataset="mnist",
+        batch_size=100,
+        epochs=250,
+        lr_start=1e-3,
+        lr_end=3e-6,
+        bn_alpha=0.15,
+        n_validation=10_000,
+    ),
+    "cifar10": dict(
+        architecture="cnn",
+        dataset="cifar10",
+        batch_size=50,
+        epochs=500,
+        lr_start=3e-3,
+        lr_end=2e-6,
+        bn_alpha=0.1,
+        n_validation=5_000,
+    ),
     # SVHN is not among bclab's loaders; its architecture runs on any image data set.
-    "svhn": dict(architecture="cnn", dataset="cifar10", batch_size=50, epochs=200, lr_start=1e-2, lr_end=3e-6,
-                 bn_alpha=0.1, n_validation=5_000),
+    "svhn": dict(
+        architecture="cnn",
+        dataset="cifar10",
+        batch_size=50,
+        epochs=200,
+        lr_start=1e-2,
+        lr_end=3e-6,
+        bn_alpha=0.1,
+        n_validation=5_000,
+    ),
 }
-
 
 
 def _positive_int(name: str, value: Any, allow_zero: bool = False) -> None:
@@ -60,13 +83,13 @@ def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
 @dataclass(frozen=True)
 class RunConfig:
     """One BinaryConnect run. Defaults: a quick demo, a small deterministic MLP on the embedded
-    5,000 MNIST digits for 10 epochs (LR 3e-3 -> 3e-4); ``RunConfig.recipe`` gives the paper's.
+    5,000 MNIST digits for 10 epochs (LR 3e-3 -> 3e-4); `RunConfig.recipe` gives the paper's.
 
-    ``mode``: "deterministic" (sign), "stochastic" (Bernoulli) or "float" (no
+    `mode`: "deterministic" (sign), "stochastic" (Bernoulli) or "float" (no
     binarization, the paper's "no regularizer" baseline).
-    ``n_train``/``n_test``: keep only the first n examples (None: all).
-    ``n_validation``: the last n training examples validate (reference split).
-    ``trace``: "off", "scalars" (per-step scalars and timeline) or "full" (plus
+    `n_train`/`n_test`: keep only the first n examples (None: all).
+    `n_validation`: the last n training examples validate (reference split).
+    `trace`: "off", "scalars" (per-step scalars and timeline) or "full" (plus
     histograms, binary counts and tracked weights).
     """
 
@@ -121,7 +144,9 @@ class RunConfig:
             object.__setattr__(self, "conv_channels", channels)
         if not (isinstance(self.H, str) and self.H.lower() == "glorot"):
             _positive_float("H", self.H)
-        if self.W_LR_scale is not None and not (isinstance(self.W_LR_scale, str) and self.W_LR_scale.lower() == "glorot"):
+        if self.W_LR_scale is not None and not (
+            isinstance(self.W_LR_scale, str) and self.W_LR_scale.lower() == "glorot"
+        ):
             _positive_float("W_LR_scale", self.W_LR_scale)
         _positive_float("lr_start", self.lr_start)
         _positive_float("lr_end", self.lr_end)
@@ -160,7 +185,7 @@ class RunConfig:
         return self.fc_units or _CNN_FC[self.size]
 
     def lr_at_epoch(self, epoch: int) -> float:
-        """``lr_start * decay**epoch`` with ``decay = (lr_end / lr_start) ** (1 / epochs)`` (reference)."""
+        """`lr_start * decay**epoch` with `decay = (lr_end / lr_start) ** (1 / epochs)` (reference)."""
         return self.lr_start * (self.lr_end / self.lr_start) ** (epoch / self.epochs)
 
     def replace(self, **changes: Any) -> RunConfig:
@@ -198,7 +223,7 @@ class RunConfig:
 
     @classmethod
     def recipe(cls, name: str, size: str = "paper", **overrides: Any) -> RunConfig:
-        """The reference script ``name`` ("mnist", "cifar10", "svhn") at a given size.
+        """The reference script `name` ("mnist", "cifar10", "svhn") at a given size.
 
         "paper" is the published network and schedule; "small"/"tiny" shrink the
         hidden widths only (epochs and data stay as given unless overridden).

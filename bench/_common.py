@@ -34,7 +34,7 @@ def machine_info(load_before: list[float]) -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
-    from bclab.training import device_name
+    from bclab.train.trainer import device_name
 
     return {
         "cpu_count": os.cpu_count(),

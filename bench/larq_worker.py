@@ -89,15 +89,17 @@ def main() -> int:
         return time.perf_counter() - start
 
     run(max(1, args.warmup))
-    _say({
-        "ready": True,
-        "larq": version("larq"),
-        "tensorflow": tf.__version__,
-        "tf_keras": version("tf-keras"),
-        "keras_module": keras.__name__,
-        "params": int(model.count_params()),
-        "xla": args.xla,
-    })
+    _say(
+        {
+            "ready": True,
+            "larq": version("larq"),
+            "tensorflow": tf.__version__,
+            "tf_keras": version("tf-keras"),
+            "keras_module": keras.__name__,
+            "params": int(model.count_params()),
+            "xla": args.xla,
+        }
+    )
     for line in sys.stdin:
         command = line.split()
         if not command:

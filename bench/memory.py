@@ -64,7 +64,7 @@ def worker(trace: str, steps: int | None, overrides: dict[str, Any]) -> dict[str
     import tensorflow as tf  # noqa: F401
 
     from bclab.config import RunConfig
-    from bclab.training import Trainer
+    from bclab.train.trainer import Trainer
 
     after_import, source = peak_rss_bytes()
     config = RunConfig(trace=trace, **overrides)
@@ -92,8 +92,15 @@ def worker(trace: str, steps: int | None, overrides: dict[str, Any]) -> dict[str
 
 def measure(trace: str, steps: int | None, overrides: dict[str, Any]) -> dict[str, Any]:
     """Run ``worker`` in a fresh Python process and return its result."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--traces", trace,
-               "--overrides", json.dumps(overrides)]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        "--traces",
+        trace,
+        "--overrides",
+        json.dumps(overrides),
+    ]
     if steps is not None:
         command += ["--steps", str(steps)]
     done = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
@@ -129,20 +136,48 @@ def main(argv=None) -> int:
         return 0
     load_before = _common.load_average()
     traces = [t.strip() for t in args.traces.split(",") if t.strip()]
-    print(f"bclab memory | RunConfig() defaults{' + ' + json.dumps(overrides) if overrides else ''} | "
-          f"steps {args.steps or 'whole run'} | load average before {load_before}", flush=True)
+    print(
+        f"bclab memory | RunConfig() defaults{' + ' + json.dumps(overrides) if overrides else ''} | "
+        f"steps {args.steps or 'whole run'} | load average before {load_before}",
+        flush=True,
+    )
     runs = [measure(trace, args.steps, overrides) for trace in traces]
-    rows = [[r["trace"], r["steps"], f"{r['peak_after_import_bytes'] / MB:.0f}", f"{r['peak_after_build_bytes'] / MB:.0f}",
-             f"{r['peak_bytes'] / MB:.0f}", f"{(r['peak_bytes'] - r['peak_after_import_bytes']) / MB:.0f}",
-             f"{r['trace_memory_bytes'] / MB:.2f}", r["trace_records"]] for r in runs]
+    rows = [
+        [
+            r["trace"],
+            r["steps"],
+            f"{r['peak_after_import_bytes'] / MB:.0f}",
+            f"{r['peak_after_build_bytes'] / MB:.0f}",
+            f"{r['peak_bytes'] / MB:.0f}",
+            f"{(r['peak_bytes'] - r['peak_after_import_bytes']) / MB:.0f}",
+            f"{r['trace_memory_bytes'] / MB:.2f}",
+            r["trace_records"],
+        ]
+        for r in runs
+    ]
     print(f"\nPeak resident memory (MB, {runs[0]['source']}), one fresh process per row")
-    print(_common.format_table(["trace", "steps", "after import", "after build", "peak", "peak - import",
-                                "trace.memory_bytes()", "trace records"], rows))
+    print(
+        _common.format_table(
+            [
+                "trace",
+                "steps",
+                "after import",
+                "after build",
+                "peak",
+                "peak - import",
+                "trace.memory_bytes()",
+                "trace records",
+            ],
+            rows,
+        )
+    )
     machine = _common.machine_info(load_before)
     payload = {"benchmark": "memory", "machine": machine, "smoke": args.smoke, "settings": vars(args), "runs": runs}
     path = _common.write_results("memory", args.out, payload)
-    print(f"\nload average before {load_before}, after {machine['load_average_after']}; device {machine['device']}; "
-          f"TF {machine['tensorflow']}, Keras {machine['keras']}\nwrote {path}")
+    print(
+        f"\nload average before {load_before}, after {machine['load_average_after']}; device {machine['device']}; "
+        f"TF {machine['tensorflow']}, Keras {machine['keras']}\nwrote {path}"
+    )
     return 0
 
 

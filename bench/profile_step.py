@@ -36,7 +36,7 @@ def fuse_forward(model) -> None:
     """Replace each binary layer's kernel computation by one select and an identity gradient."""
     import tensorflow as tf
 
-    from bclab.layers import binary_layers
+    from bclab.core.layers import binary_layers
 
     for layer in binary_layers(model):
         H = float(layer.H)
@@ -54,7 +54,7 @@ def fuse_forward(model) -> None:
 
 
 def drop_constraints(model) -> None:
-    from bclab.layers import binary_layers
+    from bclab.core.layers import binary_layers
 
     for layer in binary_layers(model):
         layer.kernel.constraint = None
@@ -77,8 +77,8 @@ def main(argv=None) -> int:
 
     from bclab import data as bcdata
     from bclab.config import RunConfig
-    from bclab.models import build_model, make_optimizer
-    from bclab.optimizers import BinaryConnectOptimizer
+    from bclab.core.optimizers import BinaryConnectOptimizer
+    from bclab.train.models import build_model, make_optimizer
 
     tf.get_logger().setLevel("ERROR")
     dataset = bcdata.load_dataset("mnist-5k")
@@ -108,13 +108,27 @@ def main(argv=None) -> int:
     rates = throughput.measure(contenders, args.steps, args.reps, args.warmup)
     ratios = {f"{name}/dense": (name, "dense") for name in rates if name != "dense"}
     units = config.units
-    result = throughput.summarize("profile", rates, ratios, {
-        "description": f"MLP 784-{units}x3-10, batch 100, {args.steps} steps x {args.reps} reps, compiled step (no XLA)"})
+    result = throughput.summarize(
+        "profile",
+        rates,
+        ratios,
+        {
+            "description": f"MLP 784-{units}x3-10, batch 100, {args.steps} steps x {args.reps} reps, compiled step (no XLA)"
+        },
+    )
     throughput.print_group(result)
     machine = _common.machine_info(load_before)
-    path = _common.write_results("profile_step", args.out, {"benchmark": "profile_step", "machine": machine,
-                                                            "smoke": args.smoke, "settings": vars(args),
-                                                            "results": result})
+    path = _common.write_results(
+        "profile_step",
+        args.out,
+        {
+            "benchmark": "profile_step",
+            "machine": machine,
+            "smoke": args.smoke,
+            "settings": vars(args),
+            "results": result,
+        },
+    )
     print(f"\nload average before {load_before}, after {machine['load_average_after']}\nwrote {path}")
     return 0
 

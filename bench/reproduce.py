@@ -39,8 +39,11 @@ PAPER_MNIST = {
     "stochastic": (1.18, 0.04),
     "float": (1.30, 0.04),
 }
-MODE_LABELS = {"deterministic": "BinaryConnect det.", "stochastic": "BinaryConnect stoch.",
-               "float": "no regularizer (float)"}
+MODE_LABELS = {
+    "deterministic": "BinaryConnect det.",
+    "stochastic": "BinaryConnect stoch.",
+    "float": "no regularizer (float)",
+}
 PAPER_LENGTH = "real MNIST 50k/10k/10k, 784-2048x3-10, 250 epochs"
 
 
@@ -53,8 +56,12 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--modes", nargs="+", choices=tuple(PAPER_MNIST), default=list(PAPER_MNIST))
-    parser.add_argument("--n-validation", type=int, default=None,
-                        help="last n training examples validate (default: 10000 for mnist, 1000 for mnist-5k)")
+    parser.add_argument(
+        "--n-validation",
+        type=int,
+        default=None,
+        help="last n training examples validate (default: 10000 for mnist, 1000 for mnist-5k)",
+    )
     parser.add_argument("--n-train", type=int, default=None, help="keep the first n training examples")
     parser.add_argument("--n-test", type=int, default=None, help="keep the first n test examples")
     parser.add_argument("--jit-compile", action="store_true", help="XLA (worth it on a GPU)")
@@ -70,11 +77,21 @@ def parse_args(argv=None):
 
 def run_one(args, mode: str, seed: int, dataset) -> dict[str, Any]:
     from bclab.config import RunConfig
-    from bclab.training import Trainer, best_epoch
+    from bclab.train.trainer import Trainer, best_epoch
 
-    config = RunConfig.recipe("mnist", size=args.size, dataset=args.dataset, epochs=args.epochs, mode=mode,
-                              seed=seed, n_validation=args.n_validation, n_train=args.n_train, n_test=args.n_test,
-                              trace="off", jit_compile=args.jit_compile)
+    config = RunConfig.recipe(
+        "mnist",
+        size=args.size,
+        dataset=args.dataset,
+        epochs=args.epochs,
+        mode=mode,
+        seed=seed,
+        n_validation=args.n_validation,
+        n_train=args.n_train,
+        n_test=args.n_test,
+        trace="off",
+        jit_compile=args.jit_compile,
+    )
     start = time.perf_counter()
     trainer = Trainer(config, dataset)
     history = trainer.run()
@@ -88,8 +105,11 @@ def run_one(args, mode: str, seed: int, dataset) -> dict[str, Any]:
         "last_test_error": history[-1].test_error,
         "seconds": time.perf_counter() - start,
         "steps": trainer.global_step,
-        "split": {"train": len(trainer.split.x_train), "validation": len(trainer.split.x_val),
-                  "test": len(trainer.split.x_test)},
+        "split": {
+            "train": len(trainer.split.x_train),
+            "validation": len(trainer.split.x_val),
+            "test": len(trainer.split.x_test),
+        },
         "history": trainer.history_dicts(),
         "config": config.to_dict(),
     }
@@ -116,38 +136,64 @@ def main(argv=None) -> int:
     from bclab import data as bcdata
 
     dataset = bcdata.load_dataset(args.dataset)
-    print(f"bclab reproduce (MNIST, Table 2) | dataset {args.dataset} ({dataset.source}) | size {args.size} | "
-          f"epochs {args.epochs} | seeds {args.seeds} | load average before {load_before}", flush=True)
+    print(
+        f"bclab reproduce (MNIST, Table 2) | dataset {args.dataset} ({dataset.source}) | size {args.size} | "
+        f"epochs {args.epochs} | seeds {args.seeds} | load average before {load_before}",
+        flush=True,
+    )
     runs = []
     for seed in args.seeds:
         for mode in args.modes:
             run = run_one(args, mode, seed, dataset)
             runs.append(run)
-            print(f"  {mode:13s} seed {seed}: test error {run['test_error_at_best_val']:.2f} % at best validation "
-                  f"epoch {run['best_epoch']}/{args.epochs} (val {run['best_val_error']:.2f} %), "
-                  f"{run['seconds']:.0f} s, load {_common.load_average()}", flush=True)
+            print(
+                f"  {mode:13s} seed {seed}: test error {run['test_error_at_best_val']:.2f} % at best validation "
+                f"epoch {run['best_epoch']}/{args.epochs} (val {run['best_val_error']:.2f} %), "
+                f"{run['seconds']:.0f} s, load {_common.load_average()}",
+                flush=True,
+            )
     summary = summarize(runs, args.modes)
     split = runs[0]["split"]
     full = args.dataset == "mnist" and args.size == "paper" and args.epochs >= 250
-    rows = [[MODE_LABELS[m], f"{s['paper_mean']:.2f} +- {s['paper_std']:.2f}",
-             f"{s['test_error_mean']:.2f} +- {s['test_error_std']:.2f}", len(s["per_seed"]),
-             " ".join(f"{e:.2f}" for e in s["per_seed"]), " ".join(map(str, s["best_epochs"]))]
-            for m, s in summary.items()]
+    rows = [
+        [
+            MODE_LABELS[m],
+            f"{s['paper_mean']:.2f} +- {s['paper_std']:.2f}",
+            f"{s['test_error_mean']:.2f} +- {s['test_error_std']:.2f}",
+            len(s["per_seed"]),
+            " ".join(f"{e:.2f}" for e in s["per_seed"]),
+            " ".join(map(str, s["best_epochs"])),
+        ]
+        for m, s in summary.items()
+    ]
     print("\nTest error (%) at the best validation epoch, mean +- std over seeds")
     print(_common.format_table(["method", "paper (Table 2)", "bclab", "seeds", "per seed", "best epochs"], rows))
-    note = ("full-length run: comparable with the paper" if full else
-            f"REDUCED run ({args.dataset}: {split['train']} train / {split['validation']} validation / "
-            f"{split['test']} test, size {args.size}, {args.epochs} epochs): not comparable with the paper's "
-            f"figures ({PAPER_LENGTH}). The full length needs real MNIST (--dataset mnist, keras.datasets, "
-            "downloaded once then cached) and a GPU: --dataset mnist --size paper --epochs 250 --seeds 0 1 2 3 4.")
+    note = (
+        "full-length run: comparable with the paper"
+        if full
+        else f"REDUCED run ({args.dataset}: {split['train']} train / {split['validation']} validation / "
+        f"{split['test']} test, size {args.size}, {args.epochs} epochs): not comparable with the paper's "
+        f"figures ({PAPER_LENGTH}). The full length needs real MNIST (--dataset mnist, keras.datasets, "
+        "downloaded once then cached) and a GPU: --dataset mnist --size paper --epochs 250 --seeds 0 1 2 3 4."
+    )
     print(f"  note: {note}")
     machine = _common.machine_info(load_before)
-    payload = {"benchmark": "reproduce", "machine": machine, "smoke": args.smoke, "settings": vars(args),
-               "full_length": full, "note": note, "summary": summary,
-               "runs": runs, "paper": {m: list(v) for m, v in PAPER_MNIST.items()}}
+    payload = {
+        "benchmark": "reproduce",
+        "machine": machine,
+        "smoke": args.smoke,
+        "settings": vars(args),
+        "full_length": full,
+        "note": note,
+        "summary": summary,
+        "runs": runs,
+        "paper": {m: list(v) for m, v in PAPER_MNIST.items()},
+    }
     path = _common.write_results("reproduce", args.out, payload)
-    print(f"\nload average before {load_before}, after {machine['load_average_after']}; device {machine['device']}; "
-          f"TF {machine['tensorflow']}, Keras {machine['keras']}\nwrote {path}")
+    print(
+        f"\nload average before {load_before}, after {machine['load_average_after']}; device {machine['device']}; "
+        f"TF {machine['tensorflow']}, Keras {machine['keras']}\nwrote {path}"
+    )
     return 0
 
 

@@ -58,7 +58,7 @@ class StepContender:
     def __init__(self, name, model, optimizer, batches, *, jit_compile=False, path="step"):
         import tensorflow as tf
 
-        from bclab.models import squared_hinge
+        from bclab.train.models import squared_hinge
 
         self.name, self.model, self.optimizer, self.path = name, model, optimizer, path
         self.xs = [tf.constant(x) for x, _ in batches]
@@ -107,7 +107,7 @@ class TrainerContender:
     """bclab.Trainer driven by step(); epoch ends (evaluation) are stepped over untimed."""
 
     def __init__(self, name, config, dataset):
-        from bclab.training import Trainer
+        from bclab.train.trainer import Trainer
 
         self.name = name
         self.trainer = Trainer(config, dataset)
@@ -140,13 +140,26 @@ class LarqContender:
         data = Path(self._tmp.name) / "batches.npz"
         np.savez(data, x=np.stack([x for x, _ in batches]), y=np.stack([y for _, y in batches]))
         env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
-        command = [str(python), str(_common.BENCH_DIR / "larq_worker.py"), "--data", str(data), "--units",
-                   str(units), "--layers", str(layers), "--bn-alpha", str(bn_alpha), "--warmup", str(warmup)]
+        command = [
+            str(python),
+            str(_common.BENCH_DIR / "larq_worker.py"),
+            "--data",
+            str(data),
+            "--units",
+            str(units),
+            "--layers",
+            str(layers),
+            "--bn-alpha",
+            str(bn_alpha),
+            "--warmup",
+            str(warmup),
+        ]
         if xla:
             command.append("--xla")
         self._stderr = open(Path(self._tmp.name) / "stderr.txt", "w+")
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=self._stderr, text=True, env=env)
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env
+        )
         self.info = self._read()
 
     def _read(self) -> dict[str, Any]:
@@ -193,8 +206,9 @@ def larq_python(create: bool) -> tuple[Path | None, str]:
     try:
         with open(log, "w") as out:
             subprocess.run([sys.executable, "-m", "venv", str(LARQ_VENV)], check=True, stdout=out, stderr=out)
-            subprocess.run([str(python), "-m", "pip", "install", *LARQ_PACKAGES], check=True, stdout=out,
-                           stderr=out, timeout=1800)
+            subprocess.run(
+                [str(python), "-m", "pip", "install", *LARQ_PACKAGES], check=True, stdout=out, stderr=out, timeout=1800
+            )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as error:
         return None, f"skipped: could not create the larq venv ({error}); see {log} (no network?)"
     if subprocess.run(check, env=env, capture_output=True).returncode != 0:
@@ -203,8 +217,10 @@ def larq_python(create: bool) -> tuple[Path | None, str]:
 
 
 def larq_versions(python: Path) -> dict[str, str]:
-    code = ("import importlib.metadata as m, json; print(json.dumps({p: m.version(p) for p in "
-            "('larq', 'tf-keras', 'tensorflow-cpu', 'keras', 'numpy')}))")
+    code = (
+        "import importlib.metadata as m, json; print(json.dumps({p: m.version(p) for p in "
+        "('larq', 'tf-keras', 'tensorflow-cpu', 'keras', 'numpy')}))"
+    )
     out = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
     return json.loads(out.stdout) if out.returncode == 0 else {}
 
@@ -241,8 +257,17 @@ def plain_model(config, input_shape, num_classes):
 def mnist_batches(dataset, batch_size, n_batches):
     from bclab import data as bcdata
 
-    return list(bcdata.batches(dataset.x_train[: batch_size * n_batches], dataset.y_train[: batch_size * n_batches],
-                               batch_size, shuffle=False, seed=None, flatten=False, num_classes=dataset.num_classes))
+    return list(
+        bcdata.batches(
+            dataset.x_train[: batch_size * n_batches],
+            dataset.y_train[: batch_size * n_batches],
+            batch_size,
+            shuffle=False,
+            seed=None,
+            flatten=False,
+            num_classes=dataset.num_classes,
+        )
+    )
 
 
 def random_image_batches(shape, num_classes, batch_size, n_batches, seed=0):
@@ -252,23 +277,24 @@ def random_image_batches(shape, num_classes, batch_size, n_batches, seed=0):
 
     rng = np.random.default_rng(seed)
     return [
-        (bcdata.to_float(rng.integers(0, 256, (batch_size, *shape), dtype=np.uint8)),
-         bcdata.one_hot_pm1(rng.integers(0, num_classes, batch_size), num_classes))
+        (
+            bcdata.to_float(rng.integers(0, 256, (batch_size, *shape), dtype=np.uint8)),
+            bcdata.one_hot_pm1(rng.integers(0, num_classes, batch_size), num_classes),
+        )
         for _ in range(n_batches)
     ]
 
 
-def bclab_contender(name, config, input_shape, num_classes, batches, *, jit_compile=False, path="step",
-                    wrap=True):
+def bclab_contender(name, config, input_shape, num_classes, batches, *, jit_compile=False, path="step", wrap=True):
     import keras
 
-    from bclab.models import build_model, make_optimizer
-    from bclab.optimizers import BinaryConnectOptimizer
+    from bclab.core.optimizers import BinaryConnectOptimizer
+    from bclab.train.models import build_model, make_optimizer
 
     keras.utils.set_random_seed(config.seed)
     model = build_model(config, input_shape, num_classes)
     if not wrap:  # a profiling variant: the "W_LR_scale is not applied" warning is expected
-        logging.getLogger("bclab.constraints").setLevel(logging.ERROR)
+        logging.getLogger("bclab.core.constraints").setLevel(logging.ERROR)
     optimizer = BinaryConnectOptimizer(make_optimizer(config)) if wrap else make_optimizer(config)
     return StepContender(name, model, optimizer, batches, jit_compile=jit_compile, path=path)
 
@@ -276,11 +302,17 @@ def bclab_contender(name, config, input_shape, num_classes, batches, *, jit_comp
 def dense_contender(name, config, input_shape, num_classes, batches, *, jit_compile=False, path="step"):
     import keras
 
-    from bclab.models import make_optimizer
+    from bclab.train.models import make_optimizer
 
     keras.utils.set_random_seed(config.seed)
-    return StepContender(name, plain_model(config, input_shape, num_classes), make_optimizer(config), batches,
-                         jit_compile=jit_compile, path=path)
+    return StepContender(
+        name,
+        plain_model(config, input_shape, num_classes),
+        make_optimizer(config),
+        batches,
+        jit_compile=jit_compile,
+        path=path,
+    )
 
 
 # ----- measurement -----
@@ -292,7 +324,7 @@ def measure(contenders, steps: int, reps: int, warmup: int) -> dict[str, list[fl
         c.run(warmup)
     rates: dict[str, list[float]] = {c.name: [] for c in contenders}
     for rep in range(reps):
-        order = contenders[rep % len(contenders):] + contenders[: rep % len(contenders)]
+        order = contenders[rep % len(contenders) :] + contenders[: rep % len(contenders)]
         for c in order:
             rates[c.name].append(steps / c.run(steps))
     return rates
@@ -329,12 +361,22 @@ def _meets(value: float, target: str) -> bool | None:
 
 def print_group(result: dict[str, Any]) -> None:
     print(f"\n[{result['group']}] {result.get('description', '')}")
-    rows = [[name, c["median_steps_per_s"], c["best_steps_per_s"], len(c["per_rep"])]
-            for name, c in result["contenders"].items()]
+    rows = [
+        [name, c["median_steps_per_s"], c["best_steps_per_s"], len(c["per_rep"])]
+        for name, c in result["contenders"].items()
+    ]
     print(_common.format_table(["contender", "median steps/s", "best steps/s", "reps"], rows))
     if result["ratios"]:
-        rows = [[label, r["median_paired"], r["of_bests"], r["target"] or "-",
-                 {True: "yes", False: "NO", None: "-"}[r["met"]]] for label, r in result["ratios"].items()]
+        rows = [
+            [
+                label,
+                r["median_paired"],
+                r["of_bests"],
+                r["target"] or "-",
+                {True: "yes", False: "NO", None: "-"}[r["met"]],
+            ]
+            for label, r in result["ratios"].items()
+        ]
         print(_common.format_table(["ratio", "median paired", "of bests", "target", "met"], rows))
     for note in result.get("notes", []):
         print(f"  note: {note}")
@@ -359,24 +401,50 @@ def run_mlp(args, dataset, larq_py, larq_note):
         stoch = config.replace(mode="stochastic")
         contenders += [
             bclab_contender("bclab stochastic", stoch, shape, classes, batches, path=args.path),
-            bclab_contender("bclab BinaryDense + plain Adam (clip only)", config, shape, classes, batches,
-                            path=args.path, wrap=False),
-            bclab_contender("bclab binary=False + BinaryConnectOptimizer", config.replace(mode="float"), shape,
-                            classes, batches, path=args.path),
+            bclab_contender(
+                "bclab BinaryDense + plain Adam (clip only)",
+                config,
+                shape,
+                classes,
+                batches,
+                path=args.path,
+                wrap=False,
+            ),
+            bclab_contender(
+                "bclab binary=False + BinaryConnectOptimizer",
+                config.replace(mode="float"),
+                shape,
+                classes,
+                batches,
+                path=args.path,
+            ),
         ]
-        ratios.update({
-            "stochastic/dense (info)": ("bclab stochastic", "keras Dense + Adam"),
-            "BinaryDense, plain Adam/dense (info)": ("bclab BinaryDense + plain Adam (clip only)",
-                                                    "keras Dense + Adam"),
-            "binary=False, wrapped/dense (info)": ("bclab binary=False + BinaryConnectOptimizer",
-                                                   "keras Dense + Adam"),
-        })
+        ratios.update(
+            {
+                "stochastic/dense (info)": ("bclab stochastic", "keras Dense + Adam"),
+                "BinaryDense, plain Adam/dense (info)": (
+                    "bclab BinaryDense + plain Adam (clip only)",
+                    "keras Dense + Adam",
+                ),
+                "binary=False, wrapped/dense (info)": (
+                    "bclab binary=False + BinaryConnectOptimizer",
+                    "keras Dense + Adam",
+                ),
+            }
+        )
     notes = [larq_note]
     larq = None
     if larq_py is not None:
         try:
-            larq = LarqContender("larq QuantDense (Keras 2)", larq_py, batches, units=config.units,
-                                 layers=config.hidden_layers, bn_alpha=config.bn_alpha, warmup=args.warmup)
+            larq = LarqContender(
+                "larq QuantDense (Keras 2)",
+                larq_py,
+                batches,
+                units=config.units,
+                layers=config.hidden_layers,
+                bn_alpha=config.bn_alpha,
+                warmup=args.warmup,
+            )
             contenders.append(larq)
             ratios["bclab/larq"] = ("bclab BinaryDense + BinaryConnectOptimizer", "larq QuantDense (Keras 2)")
             notes.append(f"larq worker: {larq.info}")
@@ -390,8 +458,10 @@ def run_mlp(args, dataset, larq_py, larq_note):
         if larq is not None:
             larq.close()
     units = config.units
-    description = (f"MNIST MLP 784-{units}-{units}-{units}-10 + BatchNorm, batch {config.batch_size}, Adam, "
-                   f"deterministic, {args.steps} steps x {args.reps} reps, path={args.path}, data={dataset.name}")
+    description = (
+        f"MNIST MLP 784-{units}-{units}-{units}-10 + BatchNorm, batch {config.batch_size}, Adam, "
+        f"deterministic, {args.steps} steps x {args.reps} reps, path={args.path}, data={dataset.name}"
+    )
     return summarize("mlp", rates, ratios, {"description": description, "size": args.mlp_size, "notes": notes})
 
 
@@ -399,15 +469,21 @@ def run_trace(args, dataset):
     from bclab.config import RunConfig
 
     base = RunConfig.recipe("mnist", size=args.mlp_size, dataset="mnist-5k", n_validation=500, epochs=1000)
-    contenders = [TrainerContender(f"Trainer trace={level}", base.replace(trace=level), dataset)
-                  for level in ("off", "scalars", "full")]
+    contenders = [
+        TrainerContender(f"Trainer trace={level}", base.replace(trace=level), dataset)
+        for level in ("off", "scalars", "full")
+    ]
     steps = min(args.trace_steps, contenders[0].trainer.batches_per_epoch - 1)
     rates = measure(contenders, steps, args.reps, args.warmup)
     units = base.units
-    description = (f"bclab Trainer.step(), MNIST MLP 784-{units}-{units}-{units}-10, batch {base.batch_size}, "
-                   f"mnist-5k, {steps} steps x {args.reps} reps (epoch-end evaluation stepped over, untimed)")
-    ratios = {"trace full/off": ("Trainer trace=full", "Trainer trace=off"),
-              "trace scalars/off": ("Trainer trace=scalars", "Trainer trace=off")}
+    description = (
+        f"bclab Trainer.step(), MNIST MLP 784-{units}-{units}-{units}-10, batch {base.batch_size}, "
+        f"mnist-5k, {steps} steps x {args.reps} reps (epoch-end evaluation stepped over, untimed)"
+    )
+    ratios = {
+        "trace full/off": ("Trainer trace=full", "Trainer trace=off"),
+        "trace scalars/off": ("Trainer trace=scalars", "Trainer trace=off"),
+    }
     return summarize("trace", rates, ratios, {"description": description, "size": args.mlp_size})
 
 
@@ -419,15 +495,18 @@ def run_cnn(args):
     batches = random_image_batches(shape, classes, config.batch_size, args.n_batches)
     contenders = [
         dense_contender("keras Conv2D/Dense + Adam", config, shape, classes, batches, path=args.path),
-        bclab_contender("bclab BinaryConv2D/BinaryDense + BinaryConnectOptimizer", config, shape, classes, batches,
-                        path=args.path),
+        bclab_contender(
+            "bclab BinaryConv2D/BinaryDense + BinaryConnectOptimizer", config, shape, classes, batches, path=args.path
+        ),
     ]
     rates = measure(contenders, args.cnn_steps, args.reps, args.warmup)
     c1, c2, c3 = config.channels
     fc = config.dense_units
-    description = (f"CIFAR-10 convnet, size={args.cnn_size}: 2x{c1}C3-MP2-2x{c2}C3-MP2-2x{c3}C3-MP2-{fc}FC-{fc}FC-10 "
-                   f"(paper: 128/256/512, 1024), batch {config.batch_size}, random 32x32x3 data, "
-                   f"{args.cnn_steps} steps x {args.reps} reps, path={args.path}")
+    description = (
+        f"CIFAR-10 convnet, size={args.cnn_size}: 2x{c1}C3-MP2-2x{c2}C3-MP2-2x{c3}C3-MP2-{fc}FC-{fc}FC-10 "
+        f"(paper: 128/256/512, 1024), batch {config.batch_size}, random 32x32x3 data, "
+        f"{args.cnn_steps} steps x {args.reps} reps, path={args.path}"
+    )
     ratios = {"bclab/dense": ("bclab BinaryConv2D/BinaryDense + BinaryConnectOptimizer", "keras Conv2D/Dense + Adam")}
     return summarize("cnn", rates, ratios, {"description": description, "size": args.cnn_size})
 
@@ -439,7 +518,7 @@ def run_xla(args, dataset):
     shape, classes = dataset.image_shape, dataset.num_classes
     batches = mnist_batches(dataset, config.batch_size, args.n_batches)
     contenders = []
-    for jit in ((True,) if args.smoke else (False, True)):  # smoke: the XLA code path only, to stay fast
+    for jit in (True,) if args.smoke else (False, True):  # smoke: the XLA code path only, to stay fast
         tag = "XLA" if jit else "no XLA"
         contenders += [
             dense_contender(f"keras Dense, {tag}", config, shape, classes, batches, jit_compile=jit, path=args.path),
@@ -471,18 +550,31 @@ def parse_args(argv=None):
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 5)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps per contender first (default 3)")
     parser.add_argument("--n-batches", type=int, default=20, help="distinct batches cycled through")
-    parser.add_argument("--path", choices=("step", "fit"), default="step",
-                        help="manual compiled train step (default) or model.fit on a tf.data pipeline")
+    parser.add_argument(
+        "--path",
+        choices=("step", "fit"),
+        default="step",
+        help="manual compiled train step (default) or model.fit on a tf.data pipeline",
+    )
     parser.add_argument("--groups", default="mlp,trace,cnn,xla", help="comma-separated subset of mlp,trace,cnn,xla")
     parser.add_argument("--xla", action="store_true", help="run the xla group on CPU too (on by default with a GPU)")
-    parser.add_argument("--variants", action="store_true",
-                        help="mlp: add profiling variants (stochastic, no optimizer wrapper, binary=False)")
+    parser.add_argument(
+        "--variants",
+        action="store_true",
+        help="mlp: add profiling variants (stochastic, no optimizer wrapper, binary=False)",
+    )
     parser.add_argument("--no-larq", action="store_true", help="skip the larq comparison")
     args = parser.parse_args(argv)
     smoke = args.smoke
-    defaults = {"mlp_size": "tiny" if smoke else "paper", "cnn_size": "tiny" if smoke else "small",
-                "steps": 2 if smoke else 10, "trace_steps": 2 if smoke else 10, "cnn_steps": 1 if smoke else 5,
-                "reps": 2 if smoke else 5, "warmup": 1 if smoke else 3}
+    defaults = {
+        "mlp_size": "tiny" if smoke else "paper",
+        "cnn_size": "tiny" if smoke else "small",
+        "steps": 2 if smoke else 10,
+        "trace_steps": 2 if smoke else 10,
+        "cnn_steps": 1 if smoke else 5,
+        "reps": 2 if smoke else 5,
+        "warmup": 1 if smoke else 3,
+    }
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -507,8 +599,11 @@ def main(argv=None) -> int:
     larq_py, larq_note = (None, "skipped: --no-larq")
     if "mlp" in groups and not args.no_larq:
         larq_py, larq_note = larq_python(create=not args.smoke)
-    print(f"bclab throughput | device {'GPU' if gpu else 'CPU'} | {os.cpu_count()} CPUs | "
-          f"load average before {load_before} | smoke={args.smoke}", flush=True)
+    print(
+        f"bclab throughput | device {'GPU' if gpu else 'CPU'} | {os.cpu_count()} CPUs | "
+        f"load average before {load_before} | smoke={args.smoke}",
+        flush=True,
+    )
     if "mlp" in groups:
         results["mlp"] = run_mlp(args, dataset, larq_py, larq_note)
         if larq_py is not None:
@@ -530,11 +625,18 @@ def main(argv=None) -> int:
     machine = _common.machine_info(load_before)
     machine["intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
     machine["inter_op_threads"] = tf.config.threading.get_inter_op_parallelism_threads()
-    payload = {"benchmark": "throughput", "machine": machine, "smoke": args.smoke,
-               "settings": {k: v for k, v in vars(args).items()}, "results": results}
+    payload = {
+        "benchmark": "throughput",
+        "machine": machine,
+        "smoke": args.smoke,
+        "settings": {k: v for k, v in vars(args).items()},
+        "results": results,
+    }
     path = _common.write_results("throughput", args.out, payload)
-    print(f"\nload average before {load_before}, after {machine['load_average_after']}; device {machine['device']}; "
-          f"TF {machine['tensorflow']}, Keras {machine['keras']}\nwrote {path}")
+    print(
+        f"\nload average before {load_before}, after {machine['load_average_after']}; device {machine['device']}; "
+        f"TF {machine['tensorflow']}, Keras {machine['keras']}\nwrote {path}"
+    )
     return 0
 
 

@@ -28,8 +28,9 @@ def smoke_runs(tmp_path_factory):
     for name in SCRIPTS:
         out = tmp_path_factory.mktemp(name)
         command = [sys.executable, str(ROOT / "bench" / f"{name}.py"), "--smoke", "--out", str(out)]
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   text=True)
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         runs[name] = (process, out)
     yield runs
     for process, _ in runs.values():
@@ -42,17 +43,26 @@ def smoke_runs(tmp_path_factory):
 
 
 def _epochs(val_errors, test_errors):
-    from bclab.training import EpochResult
+    from bclab.train.trainer import EpochResult
 
     return [
-        EpochResult(epoch=i + 1, lr=1e-3, train_loss=0.0, train_error=0.0, val_loss=0.0, val_error=v,
-                    test_loss=0.0, test_error=t, seconds=0.0)
+        EpochResult(
+            epoch=i + 1,
+            lr=1e-3,
+            train_loss=0.0,
+            train_error=0.0,
+            val_loss=0.0,
+            val_error=v,
+            test_loss=0.0,
+            test_error=t,
+            seconds=0.0,
+        )
         for i, (v, t) in enumerate(zip(val_errors, test_errors))
     ]
 
 
 def test_best_epoch_ties_go_to_the_later_epoch():
-    from bclab.training import best_epoch
+    from bclab.train.trainer import best_epoch
 
     # Validation errors 5, 3, 4, 3, 6: the minimum 3 is reached at epochs 2 and 4; the
     # reference keeps the later one (``if val_err <= best_val_err``), so epoch 4 and its
@@ -66,13 +76,12 @@ def test_best_epoch_ties_go_to_the_later_epoch():
 def test_only_full_batches():
     from bclab import data as bcdata
     from bclab.config import RunConfig
-    from bclab.training import Trainer
+    from bclab.train.trainer import Trainer
 
     # 1050 examples in batches of 100: 10 full batches, the last 50 examples are dropped.
     assert bcdata.num_batches(1050, 100) == 10
     # n_train 1250 - n_validation 200 = 1050 training examples -> an epoch of 10 steps.
-    config = RunConfig(size="tiny", n_train=1250, n_validation=200, n_test=250, batch_size=100, epochs=2,
-                       trace="off")
+    config = RunConfig(size="tiny", n_train=1250, n_validation=200, n_test=250, batch_size=100, epochs=2, trace="off")
     trainer = Trainer(config)
     assert len(trainer.split.x_train) == 1050 and trainer.batches_per_epoch == 10
     results = [trainer.step() for _ in range(10)]

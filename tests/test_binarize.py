@@ -1,6 +1,6 @@
-"""Tests for bclab.binarize against a NumPy oracle transcribed from the reference.
+"""Tests for bclab.core.binarize against a NumPy oracle transcribed from the reference.
 
-Reference: /work/shared/reference/binaryconnect.md section 1 (``hard_sigmoid`` and
+Reference: docs/binaryconnect-reference.md section 1 (``hard_sigmoid`` and
 ``binarization`` of MatthieuCourbariaux/BinaryConnect ``binary_connect.py``).
 """
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bclab.binarize import binarization, glorot_H, hard_sigmoid, straight_through
+from bclab.core.binarize import binarization, glorot_H, hard_sigmoid, straight_through
 
 # --------------------------------------------------------------------------- oracle
 
@@ -54,9 +54,26 @@ def awkward_weights(H, n_random=200, seed=0):
     H32 = np.float32(H)
     below_half = -np.float32(2.0**-24) * H32  # p = 0.5 - 2**-25 in float32 for H = 1
     special = np.array(
-        [0.0, -0.0, 0.0, -1e-9, 1e-9, -1e-30, H32, -H32, 3 * H32, -3 * H32, 1e3, -1e3,
-         H32 / 2, -H32 / 2, below_half, -below_half, np.nextafter(H32, np.float32(0)),
-         -np.nextafter(H32, np.float32(0))],
+        [
+            0.0,
+            -0.0,
+            0.0,
+            -1e-9,
+            1e-9,
+            -1e-30,
+            H32,
+            -H32,
+            3 * H32,
+            -3 * H32,
+            1e3,
+            -1e3,
+            H32 / 2,
+            -H32 / 2,
+            below_half,
+            -below_half,
+            np.nextafter(H32, np.float32(0)),
+            -np.nextafter(H32, np.float32(0)),
+        ],
         np.float32,
     )
     random = rng.uniform(-2 * H, 2 * H, n_random).astype(np.float32)
@@ -250,8 +267,7 @@ def test_rounding_at_the_float32_tie_below_zero(H):
     # bclab decides +H by W/H >= -eps/4; the reference computes fl(W/H + 1) >= 1. The tie
     # 1 - eps/4 rounds to even (1.0), so x = -eps/4 gives +H and the next float below gives -H.
     tie = np.float32(-np.finfo(np.float32).eps / 4)
-    x = np.array([tie, np.nextafter(tie, np.float32(0)), np.nextafter(tie, np.float32(-1)), -1e-30, -0.0],
-                 np.float32)
+    x = np.array([tie, np.nextafter(tie, np.float32(0)), np.nextafter(tie, np.float32(-1)), -1e-30, -0.0], np.float32)
     W = (x * np.float32(H)).astype(np.float32)
     got = keras.ops.convert_to_numpy(binarization(W, H))
     np.testing.assert_array_equal(got, oracle_binarization(W, H))

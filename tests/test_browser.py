@@ -95,12 +95,15 @@ def test_lab_starts_updates_and_stops_in_chromium():
                 page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for(state="visible", timeout=90_000)
                 # The kernel must be up (started without a dialog, thanks to the settings) first.
                 page.locator(".jp-StatusBar-Widget", has_text=re.compile(r"\| Idle")).first.wait_for(
-                    state="visible", timeout=90_000)
+                    state="visible", timeout=90_000
+                )
                 timings["notebook open, kernel idle"] = time.monotonic() - t0
                 _run_all_cells(page)
                 lab = page.locator(".bclab-lab")
                 page.locator(".bclab-start").wait_for(state="visible", timeout=150_000)
-                page.locator(".js-plotly-plot.bclab-fig-scalars, .bclab-fig-scalars .js-plotly-plot").first.wait_for(state="attached", timeout=60_000)
+                page.locator(".js-plotly-plot.bclab-fig-scalars, .bclab-fig-scalars .js-plotly-plot").first.wait_for(
+                    state="attached", timeout=60_000
+                )
                 timings["lab rendered"] = time.monotonic() - t0
                 lab.scroll_into_view_if_needed()
 
@@ -119,8 +122,14 @@ def test_lab_starts_updates_and_stops_in_chromium():
                 epochs.locator("input").fill("50")
                 epochs.locator("input").press("Enter")
                 page.locator(".bclab-start").click()
-                moved = _poll(read, lambda s: s["progress"] and s["progress"] > (before["progress"] or 0)
-                              and s["points"] > before["points"], 120, "progress and plot moving")
+                moved = _poll(
+                    read,
+                    lambda s: (
+                        s["progress"] and s["progress"] > (before["progress"] or 0) and s["points"] > before["points"]
+                    ),
+                    120,
+                    "progress and plot moving",
+                )
                 timings["progress and plot moved"] = time.monotonic() - t0
                 assert "state: running" in moved["status"] or "state: building" in moved["status"], moved
                 page.screenshot(path=str(SHOTS / "running.png"))
@@ -129,8 +138,12 @@ def test_lab_starts_updates_and_stops_in_chromium():
                 # software rendering on a small machine the click and its message lag by 20-60 s.
                 page.locator(".bclab-stop").click(no_wait_after=True, timeout=120_000)
                 timings["stop clicked"] = time.monotonic() - t0
-                stopped = _poll(read, lambda s: "state: stopped" in s["status"] or "state: finished" in s["status"],
-                                150, "state 'stopped'")
+                stopped = _poll(
+                    read,
+                    lambda s: "state: stopped" in s["status"] or "state: finished" in s["status"],
+                    150,
+                    "state 'stopped'",
+                )
                 timings["stopped"] = time.monotonic() - t0
                 time.sleep(3)
                 later = read()

@@ -12,17 +12,51 @@ from bclab.cli import main
 from bclab.config import RunConfig
 from bclab.trace import Trace
 
-TINY = ["--n-train", "600", "--n-validation", "100", "--n-test", "200", "--hidden-units", "16",
-        "--hidden-layers", "1", "--batch-size", "50", "--epochs", "2", "--quiet"]
+TINY = [
+    "--n-train",
+    "600",
+    "--n-validation",
+    "100",
+    "--n-test",
+    "200",
+    "--hidden-units",
+    "16",
+    "--hidden-layers",
+    "1",
+    "--batch-size",
+    "50",
+    "--epochs",
+    "2",
+    "--quiet",
+]
 
 
 def test_train_writes_metrics_result_model_and_trace(tmp_path, capsys):
     out, trace_path = tmp_path / "run", tmp_path / "trace.npz"
-    code = main(["train", *TINY, "--mode", "stochastic", "--optimizer", "adamax", "--out", str(out),
-                 "--trace", str(trace_path), "--tensorboard", str(tmp_path / "tb")])
+    code = main(
+        [
+            "train",
+            *TINY,
+            "--mode",
+            "stochastic",
+            "--optimizer",
+            "adamax",
+            "--out",
+            str(out),
+            "--trace",
+            str(trace_path),
+            "--tensorboard",
+            str(tmp_path / "tb"),
+        ]
+    )
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.csv", "metrics.json", "model.keras",
-                                                      "result.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json",
+        "metrics.csv",
+        "metrics.json",
+        "model.keras",
+        "result.json",
+    ]
     metrics = json.loads((out / "metrics.json").read_text())
     result = json.loads((out / "result.json").read_text())
     assert [m["epoch"] for m in metrics] == [1, 2]
@@ -80,8 +114,12 @@ def test_non_empty_out_folder_is_refused(tmp_path, capsys):
 
 def test_npz_with_labels_out_of_range_or_nan_is_named(tmp_path, capsys):
     rng = np.random.default_rng(0)
-    arrays = dict(x_train=rng.integers(0, 255, (200, 8, 8), dtype=np.uint8), y_train=rng.integers(0, 10, 200),
-                  x_test=rng.integers(0, 255, (60, 8, 8), dtype=np.uint8), y_test=rng.integers(0, 10, 60))
+    arrays = dict(
+        x_train=rng.integers(0, 255, (200, 8, 8), dtype=np.uint8),
+        y_train=rng.integers(0, 10, 200),
+        x_test=rng.integers(0, 255, (60, 8, 8), dtype=np.uint8),
+        y_test=rng.integers(0, 10, 60),
+    )
     arrays["y_train"][3] = -1
     np.savez(tmp_path / "bad_labels.npz", **arrays)
     assert main(["train", "--data-path", str(tmp_path / "bad_labels.npz"), "--out", str(tmp_path / "a")]) == 2
@@ -99,10 +137,31 @@ def test_user_npz_trains_end_to_end(tmp_path):
     from bclab.data import load_dataset
 
     digits = load_dataset("mnist-5k")
-    np.savez(tmp_path / "mine.npz", x_train=digits.x_train[:400], y_train=digits.y_train[:400],
-             x_test=digits.x_test[:100], y_test=digits.y_test[:100])
-    code = main(["train", "--data-path", str(tmp_path / "mine.npz"), "--n-validation", "100", "--hidden-units",
-                 "16", "--batch-size", "50", "--epochs", "1", "--quiet", "--out", str(tmp_path / "run")])
+    np.savez(
+        tmp_path / "mine.npz",
+        x_train=digits.x_train[:400],
+        y_train=digits.y_train[:400],
+        x_test=digits.x_test[:100],
+        y_test=digits.y_test[:100],
+    )
+    code = main(
+        [
+            "train",
+            "--data-path",
+            str(tmp_path / "mine.npz"),
+            "--n-validation",
+            "100",
+            "--hidden-units",
+            "16",
+            "--batch-size",
+            "50",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     assert code == 0
     assert json.loads((tmp_path / "run" / "result.json").read_text())["epochs_completed"] == 1
 
@@ -120,7 +179,7 @@ def test_console_script_is_installed():
 
 
 def test_ctrl_c_writes_what_was_completed(tmp_path, monkeypatch, capsys):
-    from bclab.training import Trainer
+    from bclab.train.trainer import Trainer
 
     real_step, calls = Trainer.step, []
 

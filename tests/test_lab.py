@@ -10,11 +10,10 @@ import pytest
 
 from bclab.config import RunConfig
 from bclab.lab import VIEWS, Lab, compare_runs
-from bclab.training import Trainer
+from bclab.train.trainer import Trainer
 
 # 500 training examples / 50 = 10 batches per epoch; 1 hidden layer of 32 units.
-TINY = RunConfig(n_train=600, n_validation=100, n_test=200, hidden_units=32, hidden_layers=1,
-                 batch_size=50, epochs=2)
+TINY = RunConfig(n_train=600, n_validation=100, n_test=200, hidden_units=32, hidden_layers=1, batch_size=50, epochs=2)
 
 
 def wait_until(predicate, timeout: float = 60.0) -> None:
@@ -165,7 +164,11 @@ def test_history_replay_files_and_config_round_trip(tmp_path):
     lab.save_folder.value = str(tmp_path / "saved")
     lab.save_button.click()
     assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == [
-        "config.json", "figures.html", "model.keras", "trace.npz"]
+        "config.json",
+        "figures.html",
+        "model.keras",
+        "trace.npz",
+    ]
     assert "Saved" in lab.status.value
 
     text = lab.export_config()

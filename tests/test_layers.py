@@ -1,4 +1,4 @@
-"""Tests for bclab.layers: BinaryDense, BinaryConv2D, binary_layers, binary_weights."""
+"""Tests for bclab.core.layers: BinaryDense, BinaryConv2D, binary_layers, binary_weights."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bclab.binarize import glorot_H
-from bclab.constraints import BinaryKernelClip
-from bclab.layers import BinaryConv2D, BinaryDense, binary_layers, binary_weights
-from bclab.optimizers import BinaryConnectOptimizer
+from bclab.core.binarize import glorot_H
+from bclab.core.constraints import BinaryKernelClip
+from bclab.core.layers import BinaryConv2D, BinaryDense, binary_layers, binary_weights
+from bclab.core.optimizers import BinaryConnectOptimizer
 
 
 def sign_kernel(W, H):
@@ -28,10 +28,7 @@ def dense(units, in_dim, **kwargs):
 
 # Kernel (4 -> 3) with exact zeros, |W| > H (H = 0.5) and a tiny negative.
 W_SMALL = np.array(
-    [[0.0, -0.2, 0.7],
-     [-1e-9, 0.3, -0.9],
-     [0.5, -0.5, 0.0],
-     [2.0, -0.1, 0.1]],
+    [[0.0, -0.2, 0.7], [-1e-9, 0.3, -0.9], [0.5, -0.5, 0.0], [2.0, -0.1, 0.1]],
     np.float32,
 )
 X_SMALL = np.array([[1, 2, 0, -1], [3, -2, 1, 0]], np.float32)
@@ -168,7 +165,7 @@ def test_glorot_dense_mnist_first_layer():
     assert np.abs(W).max() > 0.9 * layer.H  # Uniform(-H, H), not a narrower init
     assert isinstance(layer.kernel.constraint, BinaryKernelClip)
     assert layer.kernel.constraint.H == layer.H
-    assert layer.kernel.constraint.lr_scale == layer.W_LR_scale
+    assert layer.kernel.constraint.W_LR_scale == layer.W_LR_scale
 
 
 def test_glorot_conv_uses_receptive_field():
@@ -217,8 +214,10 @@ class KernelBoundCheck(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.ratios.append(
-            max(float(np.abs(keras.ops.convert_to_numpy(layer.kernel)).max() / layer.H)
-                for layer in binary_layers(self.model))
+            max(
+                float(np.abs(keras.ops.convert_to_numpy(layer.kernel)).max() / layer.H)
+                for layer in binary_layers(self.model)
+            )
         )
 
 
@@ -230,13 +229,15 @@ def toy_data(n=64, d=6, classes=3, seed=0):
 
 
 def sequential_model():
-    return keras.Sequential([
-        keras.Input((6,)),
-        BinaryDense(8, stochastic=True, H=0.05, W_LR_scale=1.0, seed=1, name="bd1"),
-        keras.layers.BatchNormalization(),
-        keras.layers.ReLU(),
-        BinaryDense(3, stochastic=False, H=0.05, W_LR_scale=1.0, seed=2, name="bd2"),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((6,)),
+            BinaryDense(8, stochastic=True, H=0.05, W_LR_scale=1.0, seed=1, name="bd1"),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            BinaryDense(3, stochastic=False, H=0.05, W_LR_scale=1.0, seed=2, name="bd2"),
+        ]
+    )
 
 
 def functional_model():
@@ -319,12 +320,14 @@ def test_save_load_round_trip_bit_exact(tmp_path):
 def test_save_load_then_training_continues_identically(tmp_path):
     # Deterministic model: after the round trip one more epoch must give the same weights,
     # which needs the optimizer state (Adam moments, iterations) restored exactly.
-    model = keras.Sequential([
-        keras.Input((6,)),
-        BinaryDense(8, stochastic=False, H=0.05, seed=1),
-        keras.layers.BatchNormalization(),
-        BinaryDense(3, stochastic=False, H="glorot", seed=2),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((6,)),
+            BinaryDense(8, stochastic=False, H=0.05, seed=1),
+            keras.layers.BatchNormalization(),
+            BinaryDense(3, stochastic=False, H="glorot", seed=2),
+        ]
+    )
     model.compile(optimizer=BinaryConnectOptimizer(keras.optimizers.Adam(0.01)), loss="squared_hinge")
     x, y = toy_data()
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)

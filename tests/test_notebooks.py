@@ -62,22 +62,30 @@ def test_lab_notebook_trains_the_default_run_within_binder_memory():
     """The lab notebook, then its whole default run through the lab's own thread (Start button),
     stays under 1.5 GB resident (peak, VmHWM of the kernel process)."""
     nb = nbformat.read(NOTEBOOKS_DIR / "lab.ipynb", as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell(
-        "lab.buttons['start'].click()\n"
-        "assert lab.wait(timeout=900), 'the default run did not finish'\n"
-        "assert lab.runner.state == 'finished', (lab.runner.state, lab.runner.error)\n"
-        "print(lab.trainer.global_step, lab.trainer.best().test_error)"))
-    nb.cells.append(nbformat.v4.new_code_cell(
-        "print([line for line in open('/proc/self/status') if line.startswith('VmHWM')][0].split()[1])"))
+    nb.cells.append(
+        nbformat.v4.new_code_cell(
+            "lab.buttons['start'].click()\n"
+            "assert lab.wait(timeout=900), 'the default run did not finish'\n"
+            "assert lab.runner.state == 'finished', (lab.runner.state, lab.runner.error)\n"
+            "print(lab.trainer.global_step, lab.trainer.best().test_error)"
+        )
+    )
+    nb.cells.append(
+        nbformat.v4.new_code_cell(
+            "print([line for line in open('/proc/self/status') if line.startswith('VmHWM')][0].split()[1])"
+        )
+    )
     env = dict(os.environ, BCLAB_QUICK="1", TF_CPP_MIN_LOG_LEVEL="3")
-    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=900,
-                                     resources={"metadata": {"path": str(NOTEBOOKS_DIR)}})
+    client = nbclient.NotebookClient(
+        nb, kernel_name="python3", timeout=900, resources={"metadata": {"path": str(NOTEBOOKS_DIR)}}
+    )
     client.execute(env=env, cwd=str(NOTEBOOKS_DIR))
     steps, test_error = nb.cells[-2].outputs[0]["text"].split()
     peak_mb = int(nb.cells[-1].outputs[0]["text"]) / 1024
     out = Path(__file__).resolve().parent.parent / "test-output"
     out.mkdir(exist_ok=True)
     (out / "lab_memory.txt").write_text(
-        f"lab.ipynb + default run ({steps} steps, test error {test_error} %): peak resident {peak_mb:.0f} MB\n")
+        f"lab.ipynb + default run ({steps} steps, test error {test_error} %): peak resident {peak_mb:.0f} MB\n"
+    )
     assert int(steps) == 350
     assert peak_mb < LAB_MEMORY_LIMIT_MB, f"peak resident memory {peak_mb:.0f} MB"

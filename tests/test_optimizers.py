@@ -1,6 +1,6 @@
 """Tests for bclab.optimizers.BinaryConnectOptimizer (and BinaryKernelClip under a plain optimizer).
 
-Reference rule (/work/shared/reference/binaryconnect.md section 2): for a binary kernel
+Reference rule (docs/binaryconnect-reference.md section 2): for a binary kernel
 ``W <- clip(W + W_LR_scale * (W_after - W), -H, H)`` where ``W_after`` is the inner
 optimizer's update; every other variable gets the plain, unscaled, unclipped step.
 """
@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bclab.constraints import BinaryKernelClip
-from bclab.layers import BinaryDense, binary_layers
-from bclab.optimizers import BinaryConnectOptimizer
+from bclab.core.constraints import BinaryKernelClip
+from bclab.core.layers import BinaryDense, binary_layers
+from bclab.core.optimizers import BinaryConnectOptimizer
 
 f32 = np.float32
 
@@ -122,12 +122,14 @@ def test_bias_and_batchnorm_get_the_plain_step():
     # SGD lr 1, large gradients: every parameter moves far. Kernels: clip(W - 5 * g, -H, H);
     # bias, BN gamma/beta: W - g exactly, unscaled and unclipped (they may leave [-H, H]).
     H, scale = 0.1, 5.0
-    model = keras.Sequential([
-        keras.Input((3,)),
-        BinaryDense(4, stochastic=False, H=H, W_LR_scale=scale, seed=0),
-        keras.layers.BatchNormalization(),
-        BinaryDense(2, stochastic=False, H=H, W_LR_scale=scale, seed=1),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((3,)),
+            BinaryDense(4, stochastic=False, H=H, W_LR_scale=scale, seed=0),
+            keras.layers.BatchNormalization(),
+            BinaryDense(2, stochastic=False, H=H, W_LR_scale=scale, seed=1),
+        ]
+    )
     x = np.array([[1, -2, 0.5], [0, 3, -1], [2, 2, 2], [-1, 0, 1]], f32)
     y = np.array([[1, -1], [-1, 1], [1, 1], [-1, -1]], f32)
     for layer in binary_layers(model):
@@ -143,8 +145,9 @@ def test_bias_and_batchnorm_get_the_plain_step():
         g = g.numpy()
         assert np.any(g != 0), v.path
         if id(v) in kernels:
-            np.testing.assert_allclose(value(v), np.clip(old + f32(scale) * ((old - g) - old), -H, H),
-                                       rtol=0, atol=1e-6, err_msg=v.path)  # float32 (old - g) - old
+            np.testing.assert_allclose(
+                value(v), np.clip(old + f32(scale) * ((old - g) - old), -H, H), rtol=0, atol=1e-6, err_msg=v.path
+            )  # float32 (old - g) - old
         else:
             np.testing.assert_array_equal(value(v), old - g, err_msg=v.path)
             left_range |= bool(np.any(np.abs(value(v)) > H))
@@ -198,16 +201,19 @@ def test_sgd_momentum_two_steps():
 
 
 def small_model(stochastic, seeds=(3, 4)):
-    return keras.Sequential([
-        keras.Input((5,)),
-        # no bias before BatchNorm: its true gradient is 0, and Adam turns the float noise
-        # (+-1e-9, different in graph and eager) into +-lr steps
-        BinaryDense(6, stochastic=stochastic, H=0.05, W_LR_scale="glorot", use_bias=False, seed=seeds[0],
-                    name="b1"),
-        keras.layers.BatchNormalization(),
-        keras.layers.ReLU(),
-        BinaryDense(2, stochastic=stochastic, H="glorot", W_LR_scale="glorot", seed=seeds[1], name="b2"),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((5,)),
+            # no bias before BatchNorm: its true gradient is 0, and Adam turns the float noise
+            # (+-1e-9, different in graph and eager) into +-lr steps
+            BinaryDense(
+                6, stochastic=stochastic, H=0.05, W_LR_scale="glorot", use_bias=False, seed=seeds[0], name="b1"
+            ),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            BinaryDense(2, stochastic=stochastic, H="glorot", W_LR_scale="glorot", seed=seeds[1], name="b2"),
+        ]
+    )
 
 
 def data(n=32):
@@ -229,8 +235,9 @@ def test_fit_compiled_and_eager_agree(stochastic):
         rng = np.random.default_rng(7)
         for layer in binary_layers(model):
             layer.kernel.assign(rng.uniform(-layer.H, layer.H, layer.kernel.shape).astype(f32))
-        model.compile(optimizer=BinaryConnectOptimizer(keras.optimizers.Adam(0.01)), loss="squared_hinge",
-                      run_eagerly=run_eagerly)
+        model.compile(
+            optimizer=BinaryConnectOptimizer(keras.optimizers.Adam(0.01)), loss="squared_hinge", run_eagerly=run_eagerly
+        )
         model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
         assert int(model.optimizer.iterations) == 8
         results.append([value(v) for v in model.weights])
@@ -265,8 +272,14 @@ def test_learning_rate_is_delegated_and_scheduler_callback_works():
     model = small_model(False)
     model.compile(optimizer=opt, loss="squared_hinge")
     x, y = data()
-    model.fit(x, y, batch_size=8, epochs=2, verbose=0,
-              callbacks=[keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.005 / (epoch + 1))])
+    model.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=2,
+        verbose=0,
+        callbacks=[keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.005 / (epoch + 1))],
+    )
     # epoch 0 -> 0.005, epoch 1 -> 0.0025; the inner optimizer is the one that steps
     assert float(inner.learning_rate) == pytest.approx(0.0025)
     assert int(inner.iterations) == int(opt.iterations) == 8

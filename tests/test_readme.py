@@ -10,7 +10,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 def test_the_keras_example_runs_and_trains():
     text = README.read_text()
-    section = text[text.index("## Use it from Keras"):]
+    section = text[text.index("## Use it from Keras") :]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 (our own README)

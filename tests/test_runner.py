@@ -8,14 +8,15 @@ import time
 
 import pytest
 
-from bclab.runner import BackgroundRun
+from bclab.train.runner import BackgroundRun
 
 
 class FakeTrainer:
     """Counts steps; an epoch is `per_epoch` steps; optionally fails at step `fail_at` (1-based)."""
 
-    def __init__(self, steps_total: int = 10_000, delay: float = 0.002, per_epoch: int = 10,
-                 fail_at: int | None = None):
+    def __init__(
+        self, steps_total: int = 10_000, delay: float = 0.002, per_epoch: int = 10, fail_at: int | None = None
+    ):
         self.steps_total, self.delay, self.per_epoch, self.fail_at = steps_total, delay, per_epoch, fail_at
         self.global_step = 0
         self.calls = 0
@@ -46,9 +47,13 @@ class Recorder:
         return self.made[-1]
 
     def runner(self, **kwargs) -> BackgroundRun:
-        return BackgroundRun(self.make, on_state=self.states.append,
-                             on_progress=lambda t: self.progress.append(t.global_step),
-                             on_epoch=self.epochs.append, **kwargs)
+        return BackgroundRun(
+            self.make,
+            on_state=self.states.append,
+            on_progress=lambda t: self.progress.append(t.global_step),
+            on_epoch=self.epochs.append,
+            **kwargs,
+        )
 
 
 def wait_until(predicate, timeout: float = 10.0) -> None:
@@ -160,7 +165,7 @@ def test_reset_drops_the_trainer_and_the_next_start_builds_a_new_one():
 def test_exception_in_a_step_sets_error_and_reset_then_start_works(caplog):
     rec = Recorder(steps_total=20, delay=0.0, fail_at=3)
     run = rec.runner()
-    with caplog.at_level(logging.ERROR, logger="bclab.runner"):
+    with caplog.at_level(logging.ERROR, logger="bclab.train.runner"):
         run.start()
         run.wait(5)
     assert run.state == "error" and not run.active
@@ -191,7 +196,7 @@ def test_a_failing_callback_is_logged_and_training_goes_on(caplog):
         raise KeyError("callback bug")
 
     run = BackgroundRun(lambda: FakeTrainer(steps_total=30, delay=0.0), on_progress=bad_progress, min_interval=0)
-    with caplog.at_level(logging.ERROR, logger="bclab.runner"):
+    with caplog.at_level(logging.ERROR, logger="bclab.train.runner"):
         run.start()
         run.wait(5)
     assert run.state == "finished" and "callback bug" in caplog.text
@@ -216,10 +221,11 @@ def test_bad_min_interval_is_rejected():
 
 def test_stop_leaves_the_trace_consistent_with_the_trainer():
     from bclab.config import RunConfig
-    from bclab.training import Trainer
+    from bclab.train.trainer import Trainer
 
-    config = RunConfig(n_train=600, n_validation=100, n_test=200, hidden_units=32, hidden_layers=1,
-                       batch_size=50, epochs=50)
+    config = RunConfig(
+        n_train=600, n_validation=100, n_test=200, hidden_units=32, hidden_layers=1, batch_size=50, epochs=50
+    )
     run = BackgroundRun(lambda: Trainer(config))
     run.start()
     wait_until(lambda: run.trainer is not None and run.trainer.global_step >= 5, timeout=60)

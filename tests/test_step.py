@@ -6,8 +6,8 @@ import tensorflow as tf
 
 from bclab.config import RunConfig
 from bclab.data import load_dataset
-from bclab.models import squared_hinge
-from bclab.training import Trainer, best_epoch
+from bclab.train.models import squared_hinge
+from bclab.train.trainer import Trainer, best_epoch
 
 TINY = dict(n_train=600, n_validation=100, n_test=200, hidden_units=24, hidden_layers=1, batch_size=50, epochs=2)
 
@@ -75,8 +75,11 @@ def test_summaries_equal_numpy_from_the_same_weights(digits):
         clear = np.abs(edges["grad"][:-1]) >= 1e-5
         oracle = np_bucket_counts(g[::k], edges["grad"])
         assert grad_counts.sum() == oracle.sum() == w[::k].size
-        np.testing.assert_allclose(grad_counts[clear & (edges["grad"][:-1] < 0)].sum(),
-                                   oracle[clear & (edges["grad"][:-1] < 0)].sum(), rtol=0.02)
+        np.testing.assert_allclose(
+            grad_counts[clear & (edges["grad"][:-1] < 0)].sum(),
+            oracle[clear & (edges["grad"][:-1] < 0)].sum(),
+            rtol=0.02,
+        )
         np.testing.assert_array_equal(trace.histogram("update", name, 0)[1], np_bucket_counts(u[::k], edges["update"]))
         plus, minus = trace.binary_counts(name, 0)
         assert plus + minus == w.size
@@ -95,7 +98,7 @@ def test_summaries_equal_numpy_from_the_same_weights(digits):
 
 
 def test_bucket_counts_equal_numpy_and_the_bins_the_edges_define():
-    from bclab.step import bucket_counts, default_bin_edges
+    from bclab.train.step import bucket_counts, default_bin_edges
 
     rng = np.random.default_rng(0)
     for kind, edges in default_bin_edges().items():
@@ -107,13 +110,17 @@ def test_bucket_counts_equal_numpy_and_the_bins_the_edges_define():
         # Away from the edges (relative distance > 1e-5) the arithmetic bins are the edges' bins.
         finite = values[np.isfinite(values)]
         gap = np.min(np.abs(finite[:, None] - edges[None, 1:-1]), axis=1) > 1e-5 * np.maximum(np.abs(finite), 1e-30)
-        np.testing.assert_array_equal(bucket_counts(tf.constant(finite[gap]), edges).numpy(),
-                                      searchsorted_counts(finite[gap], edges), err_msg=kind)
+        np.testing.assert_array_equal(
+            bucket_counts(tf.constant(finite[gap]), edges).numpy(),
+            searchsorted_counts(finite[gap], edges),
+            err_msg=kind,
+        )
     # uniform bins are exact at the edges too (float32 multiply of exact binary fractions)
     edges = default_bin_edges()["real"]
     at_edges = np.asarray(edges, np.float32)
-    np.testing.assert_array_equal(bucket_counts(tf.constant(at_edges), edges).numpy(),
-                                  searchsorted_counts(at_edges, edges))
+    np.testing.assert_array_equal(
+        bucket_counts(tf.constant(at_edges), edges).numpy(), searchsorted_counts(at_edges, edges)
+    )
 
 
 def test_flip_ratio_counts_sign_changes_between_steps(digits):
@@ -156,7 +163,9 @@ def test_explain_mode_runs_python_every_step_and_lists_phases_in_order(digits):
     phases = [event["phase"] for event in timelines[-1]]
     updates = [i for i, p in enumerate(phases) if ".update_step " in p]
     binarized = [f"binarize {layer.name}" for layer in trainer.instrumented.layers]
-    order = [phases.index(p) for p in ("fetch batch", "enter step function", *binarized, "forward", "loss", "gradients")]
+    order = [
+        phases.index(p) for p in ("fetch batch", "enter step function", *binarized, "forward", "loss", "gradients")
+    ]
     assert order == sorted(order)
     assert phases.index("gradients") < updates[0] and updates[-1] < phases.index("scale_and_clip")
     assert phases.index("scale_and_clip") < phases.index("summaries") < phases.index("callbacks")
@@ -189,7 +198,7 @@ def test_epoch_uses_full_batches_and_reports_test_error_at_best_validation(digit
 
 
 def test_best_epoch_ties_go_to_the_later_epoch():
-    from bclab.training import EpochResult
+    from bclab.train.trainer import EpochResult
 
     def result(epoch, val, test):
         return EpochResult(epoch, 1e-3, 0.0, 0.0, 0.0, val, 0.0, test, 0.0)

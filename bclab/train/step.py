@@ -1,34 +1,34 @@
 """The instrumented training step: one BinaryConnect update plus on-device summaries.
 
-This is the one module that talks to TensorFlow directly (``tf.function``,
-``tf.timestamp``, ``Bucketize``). One call runs, in order: forward pass (each binary
-layer binarizes its kernel here), squared-hinge loss, ``tape.gradient``, then
-``BinaryConnectOptimizer.apply`` -> inner ``apply`` -> ``update_step`` per variable ->
+This is the one module that talks to TensorFlow directly (`tf.function`,
+`tf.timestamp`, `Bucketize`). One call runs, in order: forward pass (each binary
+layer binarizes its kernel here), squared-hinge loss, `tape.gradient`, then
+`BinaryConnectOptimizer.apply` -> inner `apply` -> `update_step` per variable ->
 step scale and clip of binary kernels. It returns the loss, batch accuracy and, per
 binary layer, summaries computed on the device, so only a few kilobytes reach the host.
 
-Per binary layer (``level="scalars"`` and ``"full"``), exact over the whole kernel: the
+Per binary layer (`level="scalars"` and `"full"`), exact over the whole kernel: the
 +H/-H counts of the binary kernel used in this step, the gradient norm, and the norm of
-the update actually applied (``W_after - W_before``: after the step scale and the clip).
+the update actually applied (`W_after - W_before`: after the step scale and the clip).
 Over a fixed subset, every k-th weight of the flattened kernel with k chosen so that at
-most ``hist_subset`` weights are looked at (k = 1, all weights, for smaller layers): the
+most `hist_subset` weights are looked at (k = 1, all weights, for smaller layers): the
 flip ratio (fraction of binary weights that differ from the previous step's; step 0
-compares with ``sign(W_init)``) and the clipped fraction (weights at the bound
-``|W| = H`` after the update). Whole-kernel passes are what tracing costs on a CPU, so
-only the quantities that must be exact get them. With ``level="full"`` also histograms
-on fixed bins (``default_bin_edges``), exact counts over the same subset, of the real
-weights W used in the forward pass (in units of H), ``p = hard_sigmoid(W/H)``, the
-gradient and the update, and W, Wb, p, gradient and update of ``sample_size`` tracked
+compares with `sign(W_init)`) and the clipped fraction (weights at the bound
+`|W| = H` after the update). Whole-kernel passes are what tracing costs on a CPU, so
+only the quantities that must be exact get them. With `level="full"` also histograms
+on fixed bins (`default_bin_edges`), exact counts over the same subset, of the real
+weights W used in the forward pass (in units of H), `p = hard_sigmoid(W/H)`, the
+gradient and the update, and W, Wb, p, gradient and update of `sample_size` tracked
 weights chosen by seed. A value outside the edges counts in the outermost bin.
 Non-binary parameters get gradient and update norms.
 
-Counters answer "when does the optimizer run?": ``python_traces`` counts executions of
-the Python body of the step and ``python_update_step_calls`` those of the inner
-optimizer's ``update_step`` (Keras 3's successor of Keras 2's ``get_updates``): once per
-trace when compiled, every call in eager mode. ``compiled_runs`` is a variable the step
-increments, so it counts executions. Device timestamps (``tf.timestamp``) taken after each
+Counters answer "when does the optimizer run?": `python_traces` counts executions of
+the Python body of the step and `python_update_step_calls` those of the inner
+optimizer's `update_step` (Keras 3's successor of Keras 2's `get_updates`): once per
+trace when compiled, every call in eager mode. `compiled_runs` is a variable the step
+increments, so it counts executions. Device timestamps (`tf.timestamp`) taken after each
 phase's outputs give the timeline; TensorFlow may overlap independent ops, so each phase
-is drawn from the previous phase's end to its own. With ``jit_compile`` (XLA, which has no
+is drawn from the previous phase's end to its own. With `jit_compile` (XLA, which has no
 timestamp op) the core step is compiled with XLA and the summaries run in a second
 function; the timeline then holds the two calls only.
 """
@@ -43,10 +43,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bclab.binarize import hard_sigmoid
-from bclab.errors import invalid_value
-from bclab.layers import binary_layers
-from bclab.optimizers import BinaryConnectOptimizer
+from bclab.core.binarize import hard_sigmoid
+from bclab.core.layers import binary_layers
+from bclab.core.optimizers import BinaryConnectOptimizer
+from bclab.validation import invalid_value
 
 LEVELS = ("off", "scalars", "full")
 HIST_SUBSET = 16_384
@@ -57,7 +57,7 @@ SYMLOG_DECADES = (-10.0, 1.0)  # magnitudes of the gradient and update bins: 1e-
 
 def default_bin_edges(nbins: int = 64) -> dict[str, np.ndarray]:
     """Fixed histogram edges: W in units of H on [-1, 1]; p on [0, 1]; gradient and update
-    on symmetric log bins (``nbins`` even): 0, then +-m_j with m_j = 10 ** (-10 + 11 j / (nbins/2 - 1))."""
+    on symmetric log bins (`nbins` even): 0, then +-m_j with m_j = 10 ** (-10 + 11 j / (nbins/2 - 1))."""
     if nbins < 4 or nbins % 2:
         raise invalid_value("nbins", nbins, "an even number >= 4")
     magnitudes = np.logspace(*SYMLOG_DECADES, nbins // 2)
@@ -75,11 +75,11 @@ def bin_index(values, edges: np.ndarray):
     ten times more on a CPU). Values beyond the outer edges go to the outer bins; NaN to
     the bin of 0.
 
-    Uniform edges: ``floor((v - e_0) * n / (e_n - e_0))`` in float32. Symmetric-log edges
-    (``default_bin_edges``): by the sign of v and ``floor(t) + 1`` with
-    ``t = (log10|v| + 10) * (n/2 - 1) / 11``, so ``|v|`` in ``[m_(j-1), m_j)`` is magnitude
+    Uniform edges: `floor((v - e_0) * n / (e_n - e_0))` in float32. Symmetric-log edges
+    (`default_bin_edges`): by the sign of v and `floor(t) + 1` with
+    `t = (log10|v| + 10) * (n/2 - 1) / 11`, so `|v|` in `[m_(j-1), m_j)` is magnitude
     bin j. These are the edges' bins except, at most, for values within a rounding of an edge.
-    Any other edges: an exact search (``Bucketize``).
+    Any other edges: an exact search (`Bucketize`).
     """
     nbins = len(edges) - 1
     values = tf.where(tf.math.is_nan(values), tf.zeros_like(values), values)
@@ -100,18 +100,18 @@ def bin_index(values, edges: np.ndarray):
 
 
 def bucket_counts(values, edges: np.ndarray):
-    """Counts of ``values`` per bin of ``edges`` (see ``bin_index``), as int64."""
+    """Counts of `values` per bin of `edges` (see `bin_index`), as int64."""
     nbins = len(edges) - 1
     return tf.math.bincount(bin_index(values, edges), minlength=nbins, maxlength=nbins, dtype=tf.int64)
 
 
 class InstrumentedStep:
-    """A compiled (or eager) training step for ``model`` that reports what it did.
+    """A compiled (or eager) training step for `model` that reports what it did.
 
     Args:
         model: a built Keras model whose binary layers are bclab layers.
-        optimizer: a built ``BinaryConnectOptimizer``.
-        loss_fn: ``loss_fn(y_true, y_pred)`` -> scalar.
+        optimizer: a built `BinaryConnectOptimizer`.
+        loss_fn: `loss_fn(y_true, y_pred)` -> scalar.
         level: "off" (loss and accuracy only), "scalars" or "full".
         sample_size: tracked weights per binary layer (level "full").
         seed: chooses the tracked weights and the histogram subsets.
@@ -151,7 +151,9 @@ class InstrumentedStep:
         self.hist_stride = [max(1, -(-size // hist_subset)) for size in sizes]
         # The binary weights (on the subset) of the previous step, for the flip ratio.
         self.previous_plus = [
-            tf.Variable(tf.reshape(layer.kernel.value >= 0, [-1])[::k], trainable=False, name=f"{layer.name}_previous_plus")
+            tf.Variable(
+                tf.reshape(layer.kernel.value >= 0, [-1])[::k], trainable=False, name=f"{layer.name}_previous_plus"
+            )
             for layer, k in zip(self.layers, self.hist_stride)
         ]
         self.compiled_runs = tf.Variable(0, dtype=tf.int64, trainable=False, name="compiled_runs")
@@ -246,7 +248,10 @@ class InstrumentedStep:
             for i, layer in enumerate(self.layers)
         ]
         result["params"] = [
-            {"grad_norm": tf.sqrt(2.0 * tf.nn.l2_loss(g)), "update_norm": tf.sqrt(2.0 * tf.nn.l2_loss(v.value - before))}
+            {
+                "grad_norm": tf.sqrt(2.0 * tf.nn.l2_loss(g)),
+                "update_norm": tf.sqrt(2.0 * tf.nn.l2_loss(v.value - before)),
+            }
             for v, before, g in zip(self.params, params_before, param_grads)
         ]
         self._stamp("summaries", result)
@@ -311,8 +316,8 @@ class InstrumentedStep:
     def __call__(self, x: np.ndarray, y: np.ndarray) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Run one step on a batch; return (host summaries, device phases as events).
 
-        Events are ``{"phase", "start", "duration", "detail"}`` with ``start`` in
-        seconds since the epoch (``time.time()``), so the caller can merge host phases.
+        Events are `{"phase", "start", "duration", "detail"}` with `start` in
+        seconds since the epoch (`time.time()`), so the caller can merge host phases.
         """
         call_start = time.time()
         if self._step_fn is not None:
@@ -332,10 +337,14 @@ class InstrumentedStep:
         mode = "eager: Python runs every call" if self.eager else "compiled: Python ran only while tracing"
         for name, t in zip(self.phase_names, stamps.tolist()):
             if name == "start":
-                events.append({"phase": "enter step function", "start": previous, "duration": t - previous, "detail": mode})
+                events.append(
+                    {"phase": "enter step function", "start": previous, "duration": t - previous, "detail": mode}
+                )
             else:
                 # Independent ops may overlap in a graph: a phase never gets a negative length.
-                events.append({"phase": name, "start": previous, "duration": max(0.0, t - previous), "detail": _detail(name)})
+                events.append(
+                    {"phase": name, "start": previous, "duration": max(0.0, t - previous), "detail": _detail(name)}
+                )
             previous = max(previous, t)
         return events
 
@@ -354,6 +363,8 @@ def _detail(phase: str) -> str:
     if phase.startswith("binarize "):
         return "Wb = binarization(W, H, ...) for this layer's kernel, inside its forward pass"
     if ".update_step " in phase:
-        return ("apply_gradients -> apply -> update_step for this variable: the Keras 3 successor of "
-                "Keras 2's get_updates, whose ops also ran every step")
+        return (
+            "apply_gradients -> apply -> update_step for this variable: the Keras 3 successor of "
+            "Keras 2's get_updates, whose ops also ran every step"
+        )
     return _DETAILS.get(phase, "")

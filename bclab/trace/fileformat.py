@@ -21,13 +21,12 @@ from typing import Any
 import numpy as np
 
 from bclab.atomic import atomic_write
-from bclab.errors import invalid_value
+from bclab.trace.schema import KINDS, SAMPLE_FIELDS
+from bclab.validation import invalid_value
 
 FORMAT_NAME = "bclab.trace"
 FORMAT_VERSION = 1
 HEADER_KEY = "header"
-KINDS = ("real", "prob", "grad", "update")
-SAMPLE_FIELDS = ("W", "Wb", "p", "grad", "update")
 MODEL_SCOPE = ""  # scope of model-level scalars and counters; layer/param names are non-empty
 _RECORD_KEYS = ("step", "epoch", "scalars", "layers", "params", "events", "counters")
 _LAYER_KEYS = ("hist", "plus", "minus", "scalars", "sample")
@@ -36,7 +35,6 @@ _EVENT_KEYS = ("phase", "start", "duration", "detail")
 
 class TraceFileError(ValueError):
     """A trace file is missing, truncated, corrupt or not a trace of a known version."""
-
 
 
 def real(arg: str, value: Any) -> float:
@@ -64,8 +62,9 @@ def mapping(arg: str, value: Any, allowed: Sequence[str] | None = None) -> Mappi
     if allowed is not None:
         unknown = [k for k in value if k not in allowed]
         if unknown:
-            raise ValueError(f"Received an invalid value for `{arg}`: unknown keys {unknown}; "
-                             f"expected keys among {list(allowed)}.")
+            raise ValueError(
+                f"Received an invalid value for `{arg}`: unknown keys {unknown}; expected keys among {list(allowed)}."
+            )
     return value
 
 
@@ -77,17 +76,18 @@ def validate_bin_edges(bin_edges: Mapping[str, Any]) -> dict[str, np.ndarray]:
     result = {}
     for kind in KINDS:
         edges = np.array(bin_edges[kind], dtype=np.float64)
-        if (edges.ndim != 1 or len(edges) < 2 or not np.all(np.isfinite(edges))
-                or not np.all(np.diff(edges) > 0)):
-            raise invalid_value(f"bin_edges[{kind!r}]", bin_edges[kind],
-                          "a 1-D array of at least 2 finite, strictly increasing edges")
+        if edges.ndim != 1 or len(edges) < 2 or not np.all(np.isfinite(edges)) or not np.all(np.diff(edges) > 0):
+            raise invalid_value(
+                f"bin_edges[{kind!r}]", bin_edges[kind], "a 1-D array of at least 2 finite, strictly increasing edges"
+            )
         edges.flags.writeable = False
         result[kind] = edges
     return result
 
 
-def heavy_row_specs(n_layers: int, bin_edges: Mapping[str, np.ndarray],
-                    sample_size: int) -> dict[str, tuple[tuple[int, ...], Any, Any]]:
+def heavy_row_specs(
+    n_layers: int, bin_edges: Mapping[str, np.ndarray], sample_size: int
+) -> dict[str, tuple[tuple[int, ...], Any, Any]]:
     """Name -> (shape, dtype, blank value) of each heavy-store array, per row.
 
     Every blank value but the step's is 0/False, which `normalize_record` relies on.
@@ -112,9 +112,15 @@ def _add_scalars(items: list, scope: str, values: Any, arg: str) -> None:
         items.append(((scope, str(name)), v))
 
 
-def normalize_record(record: Mapping[str, Any], *, layer_index: Mapping[str, int],
-                     params: Sequence[str], bin_edges: Mapping[str, np.ndarray],
-                     sample_size: int, row_specs: Mapping[str, tuple]) -> tuple:
+def normalize_record(
+    record: Mapping[str, Any],
+    *,
+    layer_index: Mapping[str, int],
+    params: Sequence[str],
+    bin_edges: Mapping[str, np.ndarray],
+    sample_size: int,
+    row_specs: Mapping[str, tuple],
+) -> tuple:
     """Validates one record against a trace's construction, before anything is stored.
 
     Returns:
@@ -124,31 +130,30 @@ def normalize_record(record: Mapping[str, Any], *, layer_index: Mapping[str, int
     """
     mapping("record", record, _RECORD_KEYS)
     if "step" not in record:
-        raise ValueError(f"Received an invalid record, expected a 'step' key. "
-                         f"Received keys: {list(record)}")
+        raise ValueError(f"Received an invalid record, expected a 'step' key. Received keys: {list(record)}")
     step = integer("step", record["step"], 0)
     epoch = integer("epoch", record["epoch"], 0) if "epoch" in record else None
     items: list[tuple[tuple[str, str], float]] = []
     _add_scalars(items, MODEL_SCOPE, record.get("scalars", {}), "scalars")
     if epoch is not None and not any(key == (MODEL_SCOPE, "epoch") for key, _ in items):
         items.append(((MODEL_SCOPE, "epoch"), float(epoch)))
-    counters = {str(k): integer(f"counters[{k!r}]", v)
-                for k, v in mapping("counters", record.get("counters", {})).items()}
+    counters = {
+        str(k): integer(f"counters[{k!r}]", v) for k, v in mapping("counters", record.get("counters", {})).items()
+    }
     items += [((MODEL_SCOPE, k), float(v)) for k, v in counters.items()]
-    for pname, pscalars in mapping("params", record.get("params", {}),
-                                    params).items():
+    for pname, pscalars in mapping("params", record.get("params", {}), params).items():
         _add_scalars(items, pname, pscalars, f"params[{pname!r}]")
     if len({key for key, _ in items}) != len(items):
-        raise ValueError("Received an invalid record: a model-level name is used twice "
-                         "in both `scalars` and `counters`. Received: "
-                         f"{sorted(k[1] for k, _ in items if k[0] == MODEL_SCOPE)}")
+        raise ValueError(
+            "Received an invalid record: a model-level name is used twice "
+            "in both `scalars` and `counters`. Received: "
+            f"{sorted(k[1] for k, _ in items if k[0] == MODEL_SCOPE)}"
+        )
     # Every row array's blank value is 0/False (see heavy_row_specs), so zeros is exact.
-    row = {name: np.zeros(shape, dtype)
-           for name, (shape, dtype, _) in row_specs.items() if name != "step"}
+    row = {name: np.zeros(shape, dtype) for name, (shape, dtype, _) in row_specs.items() if name != "step"}
     heavy = False
     k = sample_size
-    for lname, entry in mapping("layers", record.get("layers", {}),
-                                 list(layer_index)).items():
+    for lname, entry in mapping("layers", record.get("layers", {}), list(layer_index)).items():
         li = layer_index[lname]
         arg = f"layers[{lname!r}]"
         mapping(arg, entry, _LAYER_KEYS)
@@ -156,52 +161,63 @@ def normalize_record(record: Mapping[str, Any], *, layer_index: Mapping[str, int
         for kind, counts in mapping(f"{arg}['hist']", entry.get("hist", {}), KINDS).items():
             nbins = len(bin_edges[kind]) - 1
             c = np.asarray(counts)
-            if (c.shape != (nbins,) or c.dtype.kind not in "iuf"
-                    or (c.dtype.kind == "f" and not (np.floor(c) == c).all())):
-                raise invalid_value(f"{arg}['hist'][{kind!r}]", counts,
-                              f"{nbins} integer counts (shape ({nbins},))")
+            if (
+                c.shape != (nbins,)
+                or c.dtype.kind not in "iuf"
+                or (c.dtype.kind == "f" and not (np.floor(c) == c).all())
+            ):
+                raise invalid_value(f"{arg}['hist'][{kind!r}]", counts, f"{nbins} integer counts (shape ({nbins},))")
             row[f"hist_{kind}"][li] = c
             row[f"hist_mask_{kind}"][li] = heavy = True
         if ("plus" in entry) != ("minus" in entry):
-            raise ValueError(f"Received an invalid value for `{arg}`, expected both 'plus' "
-                             f"and 'minus' or neither. Received keys: {list(entry)}")
+            raise ValueError(
+                f"Received an invalid value for `{arg}`, expected both 'plus' "
+                f"and 'minus' or neither. Received keys: {list(entry)}"
+            )
         if "plus" in entry:
             row["plus"][li] = integer(f"{arg}['plus']", entry["plus"], 0)
             row["minus"][li] = integer(f"{arg}['minus']", entry["minus"], 0)
             row["binary_mask"][li] = heavy = True
         sample = mapping(f"{arg}['sample']", entry.get("sample", {}), SAMPLE_FIELDS)
         if sample and not k:
-            raise ValueError(f"Received an invalid value for `{arg}['sample']`: this trace "
-                             "was built with sample_size=0, so it holds no samples.")
+            raise ValueError(
+                f"Received an invalid value for `{arg}['sample']`: this trace "
+                "was built with sample_size=0, so it holds no samples."
+            )
         for field, values in sample.items():
             v = np.asarray(values)
             if v.shape != (k,) or v.dtype.kind not in "biuf":
-                raise invalid_value(f"{arg}['sample'][{field!r}]", values,
-                               f"a 1-D array of {k} numbers (sample_size={k})")
+                raise invalid_value(
+                    f"{arg}['sample'][{field!r}]", values, f"a 1-D array of {k} numbers (sample_size={k})"
+                )
             row[f"sample_{field}"][li] = v
             row[f"sample_mask_{field}"][li] = heavy = True
     for kind in KINDS:  # one check per kind, not per layer: append is on the hot path
         negative = (row[f"hist_{kind}"] < 0).any(axis=1)
         if negative.any():
             lname = list(layer_index)[int(np.argmax(negative))]
-            raise invalid_value(f"layers[{lname!r}]['hist'][{kind!r}]",
-                          row[f"hist_{kind}"][layer_index[lname]], "non-negative counts")
+            raise invalid_value(
+                f"layers[{lname!r}]['hist'][{kind!r}]", row[f"hist_{kind}"][layer_index[lname]], "non-negative counts"
+            )
     events = []
     for n, event in enumerate(record.get("events", ())):
         mapping(f"events[{n}]", event, _EVENT_KEYS)
         if not all(key in event for key in _EVENT_KEYS[:3]):
             raise invalid_value(f"events[{n}]", event, "keys 'phase', 'start', 'duration'")
-        events.append({"phase": str(event["phase"]),
-                       "start": real(f"events[{n}]['start']", event["start"]),
-                       "duration": real(f"events[{n}]['duration']", event["duration"]),
-                       "detail": str(event.get("detail", ""))})
+        events.append(
+            {
+                "phase": str(event["phase"]),
+                "start": real(f"events[{n}]['start']", event["start"]),
+                "duration": real(f"events[{n}]['duration']", event["duration"]),
+                "detail": str(event.get("detail", "")),
+            }
+        )
     heavy = heavy or bool(events)
     obj = {"epoch": epoch, "events": events, "counters": counters}
     return step, epoch, items, counters, (row if heavy else None), obj
 
 
-def write_npz(path: str | os.PathLike, header: Mapping[str, Any],
-              arrays: Mapping[str, np.ndarray]) -> None:
+def write_npz(path: str | os.PathLike, header: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     """Writes `header` and `arrays` to `path` atomically.
 
     The archive goes to a temporary file in the same directory which is then `os.replace`d
@@ -216,8 +232,7 @@ def write_npz(path: str | os.PathLike, header: Mapping[str, Any],
         np.savez_compressed(handle, **entries)
 
 
-def read_npz(path: str | os.PathLike,
-             required: Iterable[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def read_npz(path: str | os.PathLike, required: Iterable[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Reads a file written by `write_npz`.
 
     Args:
@@ -242,36 +257,52 @@ def read_npz(path: str | os.PathLike,
     except Exception as exc:
         raise TraceFileError(
             f"Cannot load trace file {path!r}: it is not a readable .npz archive "
-            f"(truncated or corrupt?): {type(exc).__name__}: {exc}") from exc
+            f"(truncated or corrupt?): {type(exc).__name__}: {exc}"
+        ) from exc
     raw = arrays.pop(HEADER_KEY, None)
     if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
         raise TraceFileError(
             f"Cannot load trace file {path!r}: it has no `{HEADER_KEY}` entry holding a "
-            f"JSON header as a 1-D uint8 array; it was not written by bclab.")
+            f"JSON header as a 1-D uint8 array; it was not written by bclab."
+        )
     try:
         header = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TraceFileError(
-            f"Cannot load trace file {path!r}: its JSON header does not parse: {exc}") from exc
+        raise TraceFileError(f"Cannot load trace file {path!r}: its JSON header does not parse: {exc}") from exc
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         raise TraceFileError(
-            f"Cannot load trace file {path!r}: expected a header with "
-            f"format={FORMAT_NAME!r}; it is not a bclab trace.")
+            f"Cannot load trace file {path!r}: expected a header with format={FORMAT_NAME!r}; it is not a bclab trace."
+        )
     if header.get("version") != FORMAT_VERSION:
         raise TraceFileError(
             f"Cannot load trace file {path!r}: it has format version "
-            f"{header.get('version')!r}, this bclab reads version {FORMAT_VERSION}.")
+            f"{header.get('version')!r}, this bclab reads version {FORMAT_VERSION}."
+        )
     missing = [key for key in required if key not in header]
     if missing:
-        raise TraceFileError(
-            f"Cannot load trace file {path!r}: its header lacks the keys {missing}.")
+        raise TraceFileError(f"Cannot load trace file {path!r}: its header lacks the keys {missing}.")
     return header, arrays
 
 
-_REQUIRED = ("layers", "params", "sample_size", "max_records", "max_scalar_steps", "meta",
-             "scalar_columns", "counter_names", "scalar_thinning", "heavy_thinning",
-             "heavy_objects", "latest", "latest_counters", "n_appended", "last_step",
-             "last_epoch", "first_nonfinite")
+_REQUIRED = (
+    "layers",
+    "params",
+    "sample_size",
+    "max_records",
+    "max_scalar_steps",
+    "meta",
+    "scalar_columns",
+    "counter_names",
+    "scalar_thinning",
+    "heavy_thinning",
+    "heavy_objects",
+    "latest",
+    "latest_counters",
+    "n_appended",
+    "last_step",
+    "last_epoch",
+    "first_nonfinite",
+)
 
 
 def save_trace(trace: Any, path: str | os.PathLike) -> None:
@@ -290,16 +321,21 @@ def save_trace(trace: Any, path: str | os.PathLike) -> None:
             arrays.update({f"latest_{name}": a.copy() for name, a in latest[1].items()})
         header = {
             "layers": [{**vars(li), "shape": list(li.shape)} for li in trace._layers],
-            "params": list(trace._params), "sample_size": trace._sample_size,
-            "max_records": trace._max_records, "max_scalar_steps": trace._max_scalar_steps,
-            "meta": trace._meta, "scalar_columns": [list(key) for key in trace._columns],
+            "params": list(trace._params),
+            "sample_size": trace._sample_size,
+            "max_records": trace._max_records,
+            "max_scalar_steps": trace._max_scalar_steps,
+            "meta": trace._meta,
+            "scalar_columns": [list(key) for key in trace._columns],
             "counter_names": list(trace._counter_names),
             "scalar_thinning": {"stride": scalars.stride, "offered": scalars.offered},
             "heavy_thinning": {"stride": heavy.stride, "offered": heavy.offered},
             "heavy_objects": list(heavy.objects),
             "latest": None if latest is None else {"step": latest[0], "object": latest[2]},
-            "latest_counters": trace._latest_counters, "n_appended": trace._n_appended,
-            "last_step": trace._last_step, "last_epoch": trace._last_epoch,
+            "latest_counters": trace._latest_counters,
+            "n_appended": trace._n_appended,
+            "last_step": trace._last_step,
+            "last_epoch": trace._last_epoch,
             "first_nonfinite": trace._first_nonfinite,
         }
     write_npz(path, header, arrays)
@@ -311,17 +347,30 @@ def load_trace(cls: type, path: str | os.PathLike) -> Any:
     Raises:
         TraceFileError: The file is missing, corrupt, of another version or inconsistent.
     """
-    from bclab.trace import LayerInfo  # here, not at the top: bclab.trace imports this module
+    from bclab.trace.store import LayerInfo  # here, not at the top: bclab.trace.store imports this module
 
     header, arrays = read_npz(path, _REQUIRED)
     try:
-        layers = [LayerInfo(name=d["name"], shape=tuple(d["shape"]), H=d["H"],
-                            lr_scale=d["lr_scale"], binary=d["binary"],
-                            stochastic=d["stochastic"]) for d in header["layers"]]
-        trace = cls(layers, {kind: arrays[f"bin_edges_{kind}"] for kind in KINDS},
-                    params=header["params"], sample_size=header["sample_size"],
-                    max_records=header["max_records"],
-                    max_scalar_steps=header["max_scalar_steps"], meta=header["meta"])
+        layers = [
+            LayerInfo(
+                name=d["name"],
+                shape=tuple(d["shape"]),
+                H=d["H"],
+                W_LR_scale=d["W_LR_scale"] if "W_LR_scale" in d else d["lr_scale"],  # 0.1 files: lr_scale
+                binary=d["binary"],
+                stochastic=d["stochastic"],
+            )
+            for d in header["layers"]
+        ]
+        trace = cls(
+            layers,
+            {kind: arrays[f"bin_edges_{kind}"] for kind in KINDS},
+            params=header["params"],
+            sample_size=header["sample_size"],
+            max_records=header["max_records"],
+            max_scalar_steps=header["max_scalar_steps"],
+            meta=header["meta"],
+        )
         for scope, name in header["scalar_columns"]:
             trace._add_column((scope, name))
         width = trace._scalars.arrays["values"].shape[1]
@@ -330,15 +379,13 @@ def load_trace(cls: type, path: str | os.PathLike) -> Any:
         for name, fill in (("scalar_values", np.nan), ("scalar_mask", False)):
             loaded = arrays[name]
             if loaded.ndim != 2 or loaded.shape[1] != n_columns:
-                raise ValueError(f"array {name!r} has shape {loaded.shape}, expected "
-                                 f"{n_columns} columns")
+                raise ValueError(f"array {name!r} has shape {loaded.shape}, expected {n_columns} columns")
             padded = np.full((len(loaded), width), fill, loaded.dtype)
             padded[:, :n_columns] = loaded
             scalar_arrays[name] = padded
         n_rows = len(arrays["scalar_step"])
         thin = header["scalar_thinning"]
-        trace._scalars.restore(scalar_arrays, "scalar_", [None] * n_rows,
-                               thin["stride"], thin["offered"])
+        trace._scalars.restore(scalar_arrays, "scalar_", [None] * n_rows, thin["stride"], thin["offered"])
         objects = header["heavy_objects"]
         for obj in [*objects, *([header["latest"]["object"]] if header["latest"] else [])]:
             if sorted(obj) != ["counters", "epoch", "events"]:
@@ -361,8 +408,9 @@ def load_trace(cls: type, path: str | os.PathLike) -> Any:
         trace._first_nonfinite = header["first_nonfinite"]
     # Whatever a damaged or hand-edited header breaks, the caller should see one error type.
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-        raise TraceFileError(f"Cannot load trace file {os.fspath(path)!r}: its contents are "
-                             f"inconsistent: {type(exc).__name__}: {exc}") from exc
+        raise TraceFileError(
+            f"Cannot load trace file {os.fspath(path)!r}: its contents are inconsistent: {type(exc).__name__}: {exc}"
+        ) from exc
     return trace
 
 
@@ -375,15 +423,15 @@ def format_summary(trace: Any) -> str:
         values = trace.scalars(name, layer)[1]
         return f"{values[index]:.6g}" if len(values) else "-"
 
-    latest = trace.latest_step()
-    lines = [f"steps: {len(trace)} appended (last step {trace.last_step}), "
-             f"last epoch: {last('epoch')}",
-             f"loss: first {last('loss', index=0)}, last {last('loss')}; "
-             f"accuracy: first {last('accuracy', index=0)}, last {last('accuracy')}",
-             "layers:"]
+    latest = trace.latest_heavy_step()
+    lines = [
+        f"steps: {len(trace)} appended (last step {trace.last_step}), last epoch: {last('epoch')}",
+        f"loss: first {last('loss', index=0)}, last {last('loss')}; "
+        f"accuracy: first {last('accuracy', index=0)}, last {last('accuracy')}",
+        "layers:",
+    ]
     for li in trace.layers:
-        mode = ("stochastic binary" if li.stochastic else "deterministic binary"
-                ) if li.binary else "float"
+        mode = ("stochastic binary" if li.stochastic else "deterministic binary") if li.binary else "float"
         counts = "-"
         if latest is not None:
             try:
@@ -391,18 +439,23 @@ def format_summary(trace: Any) -> str:
                 counts = f"+H {plus} / -H {minus}"
             except LookupError:
                 pass  # this layer recorded no counts at the latest heavy step
-        lines += [f"  {li.name}: shape {tuple(li.shape)}, H {li.H:g}, lr_scale {li.lr_scale:g}, "
-                  f"{mode}",
-                  f"    last flip_ratio {last('flip_ratio', li.name)}, clipped_fraction "
-                  f"{last('clipped_fraction', li.name)}, {counts} at step {latest}"]
+        lines += [
+            f"  {li.name}: shape {tuple(li.shape)}, H {li.H:g}, W_LR_scale {li.W_LR_scale:g}, {mode}",
+            f"    last flip_ratio {last('flip_ratio', li.name)}, clipped_fraction "
+            f"{last('clipped_fraction', li.name)}, {counts} at step {latest}",
+        ]
     if trace.params:
         lines.append(f"params: {', '.join(trace.params)}")
     counters = ", ".join(f"{name}={last(name)}" for name in trace._counter_names)
     lines.append(f"counters: {counters or '-'}")
     bad = trace.first_nonfinite()
-    lines.append("first non-finite: " + ("none" if bad is None else
-                 f"step {bad['step']}, {bad['name']} ({bad['layer'] or 'model'})"))
-    lines.append(f"thinning: {len(trace.steps())} heavy steps retained (stride "
-                 f"{trace._heavy.stride}), scalar stride {trace._scalars.stride}; "
-                 f"memory {trace.memory_bytes() / 2**20:.1f} MiB")
+    lines.append(
+        "first non-finite: "
+        + ("none" if bad is None else f"step {bad['step']}, {bad['name']} ({bad['layer'] or 'model'})")
+    )
+    lines.append(
+        f"thinning: {len(trace.steps())} heavy steps retained (stride "
+        f"{trace._heavy.stride}), scalar stride {trace._scalars.stride}; "
+        f"memory {trace.memory_bytes() / 2**20:.1f} MiB"
+    )
     return "\n".join(lines)

@@ -15,11 +15,10 @@ import plotly.graph_objects as go
 
 from bclab import plots
 from bclab.config import RunConfig
-from bclab.errors import invalid_value
-from bclab.runner import REFRESH_S, BackgroundRun
+from bclab.train.runner import REFRESH_S, BackgroundRun
+from bclab.validation import invalid_value
 
 __all__ = ["Comparison", "compare_runs", "load_dataset_for"]
-
 
 
 def load_dataset_for(config: RunConfig) -> Any:
@@ -68,15 +67,30 @@ class Comparison(widgets.VBox):
         self.traces = {name: t.trace for name, t in self.trainers.items()}
         layer = next(iter(self.traces.values())).layer_names[0]
         self._layers = {s: None if s in ("loss", "accuracy", "lr") else layer for s in scalars}
-        self.figures = {s: go.FigureWidget(plots.make_comparison_figure(self.traces, s, self._layers[s]))
-                        for s in scalars}
+        self.figures = {
+            s: go.FigureWidget(plots.make_comparison_figure(self.traces, s, self._layers[s])) for s in scalars
+        }
         self.progress = widgets.IntProgress(value=0, min=0, max=1, description="progress")
         self.status = widgets.HTML()
-        super().__init__([self.progress, self.status, widgets.HBox(
-            [widgets.Box([fig], layout={"width": f"{100 / len(scalars):.0f}%"}) for fig in self.figures.values()])])
+        super().__init__(
+            [
+                self.progress,
+                self.status,
+                widgets.HBox(
+                    [
+                        widgets.Box([fig], layout={"width": f"{100 / len(scalars):.0f}%"})
+                        for fig in self.figures.values()
+                    ]
+                ),
+            ]
+        )
         self.add_class("bclab-compare")
-        self.runner = BackgroundRun(lambda: _Interleaved(self.trainers, steps), on_state=self._on_state,
-                                    on_progress=self._on_progress, min_interval=REFRESH_S)
+        self.runner = BackgroundRun(
+            lambda: _Interleaved(self.trainers, steps),
+            on_state=self._on_state,
+            on_progress=self._on_progress,
+            min_interval=REFRESH_S,
+        )
         self.runner.start()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -89,7 +103,8 @@ class Comparison(widgets.VBox):
     def _on_state(self, state: str) -> None:
         error = self.runner.error
         self.status.value = f"state: <b>{state}</b>" + (
-            f'<br><span style="color:#c00">Error: {html.escape(error)}</span>' if error else "")
+            f'<br><span style="color:#c00">Error: {html.escape(error)}</span>' if error else ""
+        )
 
     def _on_progress(self, driver: _Interleaved) -> None:
         self.progress.max = max(1, driver.steps_total)
@@ -98,8 +113,13 @@ class Comparison(widgets.VBox):
             plots.update_comparison(fig, self.traces, scalar, self._layers[scalar])
 
 
-def compare_runs(configs: Mapping[str, RunConfig], steps: int, *, dataset: Any = None,
-                 scalars: tuple[str, ...] = ("loss", "accuracy", "flip_ratio")) -> Comparison:
+def compare_runs(
+    configs: Mapping[str, RunConfig],
+    steps: int,
+    *,
+    dataset: Any = None,
+    scalars: tuple[str, ...] = ("loss", "accuracy", "flip_ratio"),
+) -> Comparison:
     """Trains each config for `steps` batches, in turn, in one background thread, and shows
     each of `scalars` as one line per run (e.g. deterministic vs stochastic vs float).
 
@@ -107,7 +127,7 @@ def compare_runs(configs: Mapping[str, RunConfig], steps: int, *, dataset: Any =
     exist before training starts. A config with tracing "off" is traced at "scalars".
     `flip_ratio` and the other layer scalars are read for the first binary layer.
     """
-    from bclab.training import Trainer
+    from bclab.train.trainer import Trainer
 
     if not configs:
         raise invalid_value("configs", configs, "a non-empty mapping of name -> RunConfig")

@@ -4,7 +4,7 @@ A notebook cell that blocks stops the kernel from handling widget messages, so t
 trains in the calling thread: `start()` returns at once and one worker thread builds the
 Trainer (if there is none yet) and then calls `trainer.step()` until the run is done or a
 pause/stop is asked for. Requests are flags checked between steps, and every step is atomic
-(see `bclab.training`), so a pause or stop takes effect within one step and leaves the model
+(see `bclab.train.trainer`), so a pause or stop takes effect within one step and leaves the model
 and its trace consistent up to the last finished step.
 
 States: "idle" (no Trainer), "building", "running", "paused", "stopped", "finished", "error".
@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from bclab.errors import invalid_value
+from bclab.validation import invalid_value
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +53,15 @@ class BackgroundRun:
         min_interval: Seconds between throttled progress calls.
     """
 
-    def __init__(self, make_trainer: Callable[[], Any], *,
-                 on_state: Callable[[str], None] | None = None,
-                 on_progress: Callable[[Any], None] | None = None,
-                 on_epoch: Callable[[Any], None] | None = None,
-                 min_interval: float = 0.25):
+    def __init__(
+        self,
+        make_trainer: Callable[[], Any],
+        *,
+        on_state: Callable[[str], None] | None = None,
+        on_progress: Callable[[Any], None] | None = None,
+        on_epoch: Callable[[Any], None] | None = None,
+        min_interval: float = 0.25,
+    ):
         if isinstance(min_interval, bool) or not isinstance(min_interval, (int, float)) or min_interval < 0:
             raise invalid_value("min_interval", min_interval, "a non-negative number of seconds")
         self.make_trainer = make_trainer
@@ -147,8 +151,9 @@ class BackgroundRun:
             if self._goal is not None:
                 self._goal = "stop"
         if thread is threading.current_thread():
-            raise RuntimeError("reset() was called from the run's own thread (a callback); "
-                               "call it from the notebook instead.")
+            raise RuntimeError(
+                "reset() was called from the run's own thread (a callback); call it from the notebook instead."
+            )
         if thread is not None:
             thread.join(timeout)
             if thread.is_alive():

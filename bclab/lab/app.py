@@ -9,7 +9,7 @@ by the `bclab.plots.update_*` functions, each one `plotly_update` message per fi
 at most once a second and for the selected layer only; it never prints or writes to an Output widget.
 
 This module does no math and builds no figure: the figures come from `bclab.plots`, the settings
-form from `bclab.lab_controls`, the run's state machine from `bclab.runner`.
+form from `bclab.lab.controls`, the run's state machine from `bclab.train.runner`.
 """
 
 from __future__ import annotations
@@ -27,19 +27,23 @@ import plotly.graph_objects as go
 
 from bclab import plots
 from bclab.config import RunConfig
-from bclab.lab_compare import Comparison, compare_runs, load_dataset_for
-from bclab.lab_controls import ConfigControls
-from bclab.runner import REFRESH_S, BackgroundRun
-from bclab.trace import Trace, TraceFileError
+from bclab.lab.compare import Comparison, compare_runs, load_dataset_for
+from bclab.lab.controls import ConfigControls
+from bclab.trace.store import Trace, TraceFileError
+from bclab.train.runner import REFRESH_S, BackgroundRun
 
 __all__ = ["Comparison", "Lab", "compare_runs"]
 
 VIEWS = ("weights", "hard_sigmoid", "scalars", "timeline", "trajectories", "grads")
 _MAKERS = {name: getattr(plots, f"make_{name}_figure") for name in VIEWS}
 _UPDATERS = {name: getattr(plots, f"update_{name}") for name in VIEWS}
-_BUTTONS = {"start": ("Start", "play", "success"), "pause": ("Pause", "pause", ""),
-            "step": ("Step", "step-forward", ""), "stop": ("Stop", "stop", "danger"),
-            "reset": ("Reset", "undo", "warning")}
+_BUTTONS = {
+    "start": ("Start", "play", "success"),
+    "pause": ("Pause", "pause", ""),
+    "step": ("Step", "step-forward", ""),
+    "stop": ("Stop", "stop", "danger"),
+    "reset": ("Reset", "undo", "warning"),
+}
 
 
 class Lab:
@@ -66,9 +70,10 @@ class Lab:
         self._last_refresh = 0.0
 
         self.controls: dict[str, widgets.Widget] = self._form.widgets
-        self.buttons = {key: widgets.Button(description=label, icon=icon, button_style=style,
-                                            layout={"width": "100px"})
-                        for key, (label, icon, style) in _BUTTONS.items()}
+        self.buttons = {
+            key: widgets.Button(description=label, icon=icon, button_style=style, layout={"width": "100px"})
+            for key, (label, icon, style) in _BUTTONS.items()
+        }
         self.progress = widgets.IntProgress(value=0, min=0, max=1, description="progress")
         self.status = widgets.HTML()
         self.layer_selector = widgets.Dropdown(description="layer", options=[])
@@ -77,13 +82,19 @@ class Lab:
         self.figures = {name: go.FigureWidget(_MAKERS[name]()) for name in VIEWS}
         self.save_folder = widgets.Text(value="bclab-run", description="save to")
         self.save_button = widgets.Button(description="Save", icon="save")
-        self.runner = BackgroundRun(self._make_trainer, on_state=self._on_state,
-                                    on_progress=self._on_progress, min_interval=REFRESH_S)
+        self.runner = BackgroundRun(
+            self._make_trainer, on_state=self._on_state, on_progress=self._on_progress, min_interval=REFRESH_S
+        )
 
         for key, button in self.buttons.items():
             button.add_class(f"bclab-{key}")
-        handlers = {"start": self.start, "pause": self.toggle_pause, "step": self.step,
-                    "stop": self.stop, "reset": self.reset}
+        handlers = {
+            "start": self.start,
+            "pause": self.toggle_pause,
+            "step": self.step,
+            "stop": self.stop,
+            "reset": self.reset,
+        }
         for key, handler in handlers.items():
             self.buttons[key].on_click(lambda _button, handler=handler: handler())
         self.save_button.on_click(lambda _button: self._save_clicked())
@@ -98,16 +109,18 @@ class Lab:
         for name, fig in self.figures.items():
             fig.add_class(f"bclab-fig-{name}")
             cells.append(widgets.Box([fig], layout={"min_width": "0"}))
-        self.widget = widgets.VBox([
-            self._form.box,
-            widgets.HBox(list(self.buttons.values())),
-            self.progress,
-            self.status,
-            widgets.HBox([self.layer_selector, self.history, self.follow]),
-            # One column: plotly figures are 700 px wide by default and were cut off in half-width cells.
-            widgets.GridBox(cells, layout={"grid_template_columns": "minmax(0, 1fr)"}),
-            widgets.HBox([self.save_folder, self.save_button]),
-        ])
+        self.widget = widgets.VBox(
+            [
+                self._form.box,
+                widgets.HBox(list(self.buttons.values())),
+                self.progress,
+                self.status,
+                widgets.HBox([self.layer_selector, self.history, self.follow]),
+                # One column: plotly figures are 700 px wide by default and were cut off in half-width cells.
+                widgets.GridBox(cells, layout={"grid_template_columns": "minmax(0, 1fr)"}),
+                widgets.HBox([self.save_folder, self.save_button]),
+            ]
+        )
         self.widget.add_class("bclab-lab")
         self._sync_widgets()
 
@@ -188,7 +201,7 @@ class Lab:
         return True
 
     def _make_trainer(self) -> Any:  # runs in the worker thread
-        from bclab.training import Trainer
+        from bclab.train.trainer import Trainer
 
         config = self._run_config
         key = (config.dataset, config.data_path)
@@ -225,15 +238,18 @@ class Lab:
         """Writes the trace on show to an .npz file (see `Trace.save`)."""
         trace = self.trace
         if trace is None:
-            raise ValueError("There is no trace to save: start a run with tracing detail "
-                             "'scalars' or 'full', or load a trace.")
+            raise ValueError(
+                "There is no trace to save: start a run with tracing detail 'scalars' or 'full', or load a trace."
+            )
         trace.save(path)
 
     def save_model(self, path: str | os.PathLike) -> None:
         """Writes the model to a `.keras` file between two training steps."""
         if not os.fspath(path).endswith(".keras"):
-            raise ValueError(f"Received an invalid value for `path`, expected a file name ending "
-                             f"in '.keras'. Received: path={os.fspath(path)!r}")
+            raise ValueError(
+                f"Received an invalid value for `path`, expected a file name ending "
+                f"in '.keras'. Received: path={os.fspath(path)!r}"
+            )
         with self.runner.hold() as trainer:
             if trainer is None:
                 raise ValueError("There is no model to save: start a run first.")
@@ -350,8 +366,10 @@ class Lab:
 
     def _sync_status(self) -> None:
         state, trainer, error = self.runner.state, self.runner.trainer, self.runner.error
-        parts = [f"device: <b>{html.escape(trainer.device if trainer is not None else 'chosen at start')}</b>",
-                 f"state: <b>{state}</b>"]
+        parts = [
+            f"device: <b>{html.escape(trainer.device if trainer is not None else 'chosen at start')}</b>",
+            f"state: <b>{state}</b>",
+        ]
         if trainer is not None:
             parts.append(f"step {trainer.global_step}/{trainer.steps_total}")
             parts.append(f"epoch {trainer.epoch}/{trainer.config.epochs}")
@@ -364,8 +382,10 @@ class Lab:
         bad = trace.first_nonfinite() if trace is not None else None
         if bad is not None:
             where = f" in {bad['layer']}" if bad.get("layer") else ""
-            lines.append(f'<span style="color:#c00">{html.escape(bad["name"])}{html.escape(where)} first became '
-                         f'NaN or Inf at step {bad["step"]}.</span>')
+            lines.append(
+                f'<span style="color:#c00">{html.escape(bad["name"])}{html.escape(where)} first became '
+                f"NaN or Inf at step {bad['step']}.</span>"
+            )
         if error:
             lines.append(f'<span style="color:#c00">Error: {html.escape(error)} (Reset to start over.)</span>')
         if self._message:

@@ -39,33 +39,63 @@ from plotly.basedatatypes import Undefined  # plotly's "leave this property as i
 from plotly.subplots import make_subplots
 
 from bclab.atomic import atomic_write
-from bclab.trace import Trace, TraceLookupError
+from bclab.trace.store import Trace, TraceLookupError
 
 __all__ = [
-    "MAX_POINTS", "SCALAR_PANELS", "UPDATE_LABEL", "downsample", "figures_to_html", "hard_sigmoid",
+    "MAX_POINTS",
+    "SCALAR_PANELS",
+    "UPDATE_LABEL",
+    "downsample",
+    "figures_to_html",
+    "hard_sigmoid",
     "is_update_phase",
-    "make_comparison_figure", "make_grads_figure", "make_hard_sigmoid_figure",
-    "make_scalars_figure", "make_timeline_figure", "make_trajectories_figure",
-    "make_weights_figure", "update_comparison", "update_grads", "update_hard_sigmoid",
-    "update_scalars", "update_timeline", "update_trajectories", "update_weights",
+    "make_comparison_figure",
+    "make_grads_figure",
+    "make_hard_sigmoid_figure",
+    "make_scalars_figure",
+    "make_timeline_figure",
+    "make_trajectories_figure",
+    "make_weights_figure",
+    "update_comparison",
+    "update_grads",
+    "update_hard_sigmoid",
+    "update_scalars",
+    "update_timeline",
+    "update_trajectories",
+    "update_weights",
 ]
 
 MAX_POINTS = 2000  # most points per line sent to the browser; see `downsample`
 SCALAR_PANELS = (  # (title, scalar name, model-level?) in fig.data order of the scalars view
-    ("loss", "loss", True), ("accuracy", "accuracy", True),
-    ("gradient norm", "grad_norm", False), ("update norm", "update_norm", False),
-    ("flip ratio", "flip_ratio", False), ("clipped fraction", "clipped_fraction", False))
+    ("loss", "loss", True),
+    ("accuracy", "accuracy", True),
+    ("gradient norm", "grad_norm", False),
+    ("update norm", "update_norm", False),
+    ("flip ratio", "flip_ratio", False),
+    ("clipped fraction", "clipped_fraction", False),
+)
 UPDATE_LABEL = "update_step (Keras 2: get_updates)"
 _UPDATE_MARKS = ("apply_gradients", "update_step", "optimizer", "get_updates")
 _COUNTERS = ("python_traces", "compiled_runs")
 _BLUE, _RED, _GREY, _GREEN = "#1f77b4", "#d62728", "#7f7f7f", "#2ca02c"
-_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-            "#7f7f7f", "#bcbd22", "#17becf")
+_PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
 _EMPTY: tuple = ()
 _SAMPLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # trace -> (key, W/Wb series)
 
 
 # ---------------------------------------------------------------------------- helpers
+
 
 def hard_sigmoid(x: np.ndarray) -> np.ndarray:
     """`clip((x + 1) / 2, 0, 1)`, BinaryConnect's probability of +H (arXiv:1511.00363)."""
@@ -108,15 +138,16 @@ def _layer(trace: Trace | None, layer: str | None):
     for info in trace.layers:
         if info.name == layer:
             return info
-    raise TraceLookupError(f"Received an invalid value for `layer`: {layer!r}. "
-                           f"The trace has layers: {list(trace.layer_names)}")
+    raise TraceLookupError(
+        f"Received an invalid value for `layer`: {layer!r}. The trace has layers: {list(trace.layer_names)}"
+    )
 
 
 def _heavy_step(trace: Trace | None, step: int | None) -> int | None:
     """The retained heavy step to show for `step` (latest when None); None if there is none."""
-    if trace is None or trace.latest_step() is None:
+    if trace is None or trace.latest_heavy_step() is None:
         return None
-    return trace.latest_step() if step is None else _get(trace.nearest_step, int(step))
+    return trace.latest_heavy_step() if step is None else _get(trace.nearest_step, int(step))
 
 
 def _samples(trace: Trace, layer: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -144,8 +175,13 @@ def _contiguous(value: Any) -> Any:
     return np.ascontiguousarray(value) if isinstance(value, np.ndarray) else value
 
 
-def _write(fig: go.Figure, traces: Mapping[int, Mapping[str, Any]], layout: Mapping[str, Any] | None = None,
-           vlines: Sequence[float | None] = (), notes: Mapping[int, Mapping[str, Any]] | None = None) -> None:
+def _write(
+    fig: go.Figure,
+    traces: Mapping[int, Mapping[str, Any]],
+    layout: Mapping[str, Any] | None = None,
+    vlines: Sequence[float | None] = (),
+    notes: Mapping[int, Mapping[str, Any]] | None = None,
+) -> None:
     """Writes trace properties, layout paths, shape x positions (None hides a line) and
     annotation properties in one `fig.plotly_update`. Shapes and annotations are replaced as
     whole lists (cheaper than one path per property), so their count never changes."""
@@ -172,9 +208,18 @@ def _write(fig: go.Figure, traces: Mapping[int, Mapping[str, Any]], layout: Mapp
 
 def _vline(fig: go.Figure, x: float | None, row: int = 1, col: int = 1, color: str = _GREY) -> None:
     """Adds one vertical line shape spanning the subplot's height (hidden while x is None)."""
-    fig.add_shape(type="line", x0=x or 0, x1=x or 0, y0=0, y1=1, yref="y domain",
-                  line={"color": color, "dash": "dash", "width": 1.5}, visible=x is not None,
-                  row=row, col=col)
+    fig.add_shape(
+        type="line",
+        x0=x or 0,
+        x1=x or 0,
+        y0=0,
+        y1=1,
+        yref="y domain",
+        line={"color": color, "dash": "dash", "width": 1.5},
+        visible=x is not None,
+        row=row,
+        col=col,
+    )
 
 
 def _where(info: Any, step: int | None) -> str:
@@ -183,16 +228,17 @@ def _where(info: Any, step: int | None) -> str:
 
 # ---------------------------------------------------------------------------- 1. weights
 
-def make_weights_figure(trace: Trace | None = None, layer: str | None = None,
-                        step: int | None = None) -> go.Figure:
+
+def make_weights_figure(trace: Trace | None = None, layer: str | None = None, step: int | None = None) -> go.Figure:
     """Real-weight histogram with the clip bounds, beside the binary weights' +H/-H counts.
 
     fig.data: [0] bar, counts of the "real" histogram (x = bin centers);
     [1] bar, x = ["-H", "+H"], y = [minus, plus] from `trace.binary_counts`.
     fig.layout.shapes: [0] vertical line at -H, [1] at +H (left subplot).
     """
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.75, 0.25],
-                        subplot_titles=("real weights W", "binary weights Wb"))
+    fig = make_subplots(
+        rows=1, cols=2, column_widths=[0.75, 0.25], subplot_titles=("real weights W", "binary weights Wb")
+    )
     fig.add_bar(name="W", marker_color=_BLUE, row=1, col=1)
     fig.add_bar(name="Wb", x=["-H", "+H"], marker_color=[_RED, _GREEN], row=1, col=2)
     _vline(fig, None, color=_RED)
@@ -204,21 +250,27 @@ def make_weights_figure(trace: Trace | None = None, layer: str | None = None,
     return fig
 
 
-def update_weights(fig: go.Figure, trace: Trace | None, layer: str | None = None,
-                   step: int | None = None) -> None:
+def update_weights(fig: go.Figure, trace: Trace | None, layer: str | None = None, step: int | None = None) -> None:
     """Writes the layer's real histogram, ±H lines and binary counts at `step` into `fig`."""
     info, s = _layer(trace, layer), _heavy_step(trace, step)
     counts = None if s is None else _get(trace.binary_counts, info.name, s)
-    _write(fig, {0: _bars(trace, "real", info and info.name, s), 1: {"y": _EMPTY if counts is None else [counts[1], counts[0]]}},
-           {"xaxis2.title.text": "" if info is None else f"H = {info.H:g}",
-            "title.text": f"weights: {_where(info, s)}"},
-           vlines=(info and -info.H, info and info.H))
+    _write(
+        fig,
+        {
+            0: _bars(trace, "real", info and info.name, s),
+            1: {"y": _EMPTY if counts is None else [counts[1], counts[0]]},
+        },
+        {"xaxis2.title.text": "" if info is None else f"H = {info.H:g}", "title.text": f"weights: {_where(info, s)}"},
+        vlines=(info and -info.H, info and info.H),
+    )
 
 
 # ---------------------------------------------------------------------------- 2. hard sigmoid
 
-def make_hard_sigmoid_figure(trace: Trace | None = None, layer: str | None = None,
-                             step: int | None = None) -> go.Figure:
+
+def make_hard_sigmoid_figure(
+    trace: Trace | None = None, layer: str | None = None, step: int | None = None
+) -> go.Figure:
     """p = hard_sigmoid(W / H) with the tracked weights on it, beside the distribution of p.
 
     fig.data: [0] line, the curve over W in [-1.5H, 1.5H]; [1] markers, (W, p) of the tracked
@@ -226,8 +278,7 @@ def make_hard_sigmoid_figure(trace: Trace | None = None, layer: str | None = Non
     """
     fig = make_subplots(rows=1, cols=2, subplot_titles=("p = hard_sigmoid(W / H)", "distribution of p"))
     fig.add_scatter(name="hard sigmoid", mode="lines", line_color=_GREY, row=1, col=1)
-    fig.add_scatter(name="tracked weights", mode="markers", marker={"color": _BLUE, "size": 8},
-                    row=1, col=1)
+    fig.add_scatter(name="tracked weights", mode="markers", marker={"color": _BLUE, "size": 8}, row=1, col=1)
     fig.add_bar(name="p", marker_color=_BLUE, row=1, col=2)
     fig.update_layout(showlegend=False, bargap=0, title_text="hard sigmoid")
     fig.update_xaxes(title_text="W", row=1, col=1)
@@ -238,8 +289,7 @@ def make_hard_sigmoid_figure(trace: Trace | None = None, layer: str | None = Non
     return fig
 
 
-def update_hard_sigmoid(fig: go.Figure, trace: Trace | None, layer: str | None = None,
-                        step: int | None = None) -> None:
+def update_hard_sigmoid(fig: go.Figure, trace: Trace | None, layer: str | None = None, step: int | None = None) -> None:
     """Writes the curve for the layer's H, the sample's (W, p) and the p histogram into `fig`.
 
     The markers use the recorded p; if a record has W but no p, p = hard_sigmoid(W / H).
@@ -249,25 +299,36 @@ def update_hard_sigmoid(fig: go.Figure, trace: Trace | None, layer: str | None =
     w = sample.get("W")
     p = sample.get("p") if "p" in sample or w is None else hard_sigmoid(w / info.H)
     # The curve is piecewise linear, so its five corners draw it exactly.
-    curve = ({"x": _EMPTY, "y": _EMPTY} if info is None else
-             {"x": info.H * np.array([-1.5, -1.0, 0.0, 1.0, 1.5]), "y": [0.0, 0.0, 0.5, 1.0, 1.0]})
+    curve = (
+        {"x": _EMPTY, "y": _EMPTY}
+        if info is None
+        else {"x": info.H * np.array([-1.5, -1.0, 0.0, 1.0, 1.5]), "y": [0.0, 0.0, 0.5, 1.0, 1.0]}
+    )
     markers = {"x": _EMPTY, "y": _EMPTY} if w is None else {"x": w, "y": p}
-    _write(fig, {0: curve, 1: markers, 2: _bars(trace, "prob", info and info.name, s)},
-           {"title.text": f"hard sigmoid: {_where(info, s)}"})
+    _write(
+        fig,
+        {0: curve, 1: markers, 2: _bars(trace, "prob", info and info.name, s)},
+        {"title.text": f"hard sigmoid: {_where(info, s)}"},
+    )
 
 
 # ---------------------------------------------------------------------------- 3. scalars
 
-def make_scalars_figure(trace: Trace | None = None, layer: str | None = None,
-                        step: int | None = None) -> go.Figure:
+
+def make_scalars_figure(trace: Trace | None = None, layer: str | None = None, step: int | None = None) -> go.Figure:
     """A 2 x 3 grid of per-step lines, in `SCALAR_PANELS` order.
 
     fig.data: [0] loss, [1] accuracy (model level), [2] grad_norm, [3] update_norm,
     [4] flip_ratio, [5] clipped_fraction (of the layer); each downsampled to `MAX_POINTS`.
     fig.layout.shapes: [i] the selected-step line in panel i (same order as fig.data).
     """
-    fig = make_subplots(rows=2, cols=3, subplot_titles=[title for title, _, _ in SCALAR_PANELS],
-                        horizontal_spacing=0.07, vertical_spacing=0.15)
+    fig = make_subplots(
+        rows=2,
+        cols=3,
+        subplot_titles=[title for title, _, _ in SCALAR_PANELS],
+        horizontal_spacing=0.07,
+        vertical_spacing=0.15,
+    )
     for i, (title, _, _) in enumerate(SCALAR_PANELS):
         row, col = divmod(i, 3)
         fig.add_scatter(name=title, mode="lines", line_color=_BLUE, row=row + 1, col=col + 1)
@@ -278,8 +339,7 @@ def make_scalars_figure(trace: Trace | None = None, layer: str | None = None,
     return fig
 
 
-def update_scalars(fig: go.Figure, trace: Trace | None, layer: str | None = None,
-                   step: int | None = None) -> None:
+def update_scalars(fig: go.Figure, trace: Trace | None, layer: str | None = None, step: int | None = None) -> None:
     """Writes each panel's line and moves the marker to `step` (default: the last step)."""
     info = _layer(trace, layer)
     lines = []
@@ -287,15 +347,18 @@ def update_scalars(fig: go.Figure, trace: Trace | None, layer: str | None = None
         found = None if trace is None else _get(trace.scalars, name, None if model_level else info.name)
         lines.append((_EMPTY, _EMPTY) if found is None else downsample(*found))
     marker = None if trace is None else (trace.last_step if step is None else step)
-    _write(fig, {i: {"x": x, "y": y} for i, (x, y) in enumerate(lines)},
-           {"title.text": "scalars" + ("" if info is None else f": {info.name}")},
-           vlines=[marker] * len(lines))
+    _write(
+        fig,
+        {i: {"x": x, "y": y} for i, (x, y) in enumerate(lines)},
+        {"title.text": "scalars" + ("" if info is None else f": {info.name}")},
+        vlines=[marker] * len(lines),
+    )
 
 
 # ---------------------------------------------------------------------------- 4. timeline
 
-def make_timeline_figure(trace: Trace | None = None, layer: str | None = None,
-                         step: int | None = None) -> go.Figure:
+
+def make_timeline_figure(trace: Trace | None = None, layer: str | None = None, step: int | None = None) -> go.Figure:
     """The call timeline of one step as horizontal bars, beside the trace/run counters.
 
     `layer` is unused (the timeline is model-wide); it keeps one signature for all views.
@@ -306,27 +369,34 @@ def make_timeline_figure(trace: Trace | None = None, layer: str | None = None,
     fig.layout.annotations: [0], [1] the subplot titles; [2] the label `UPDATE_LABEL` at the
     first update bar (hidden when the step has none).
     """
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.8, 0.2],
-                        subplot_titles=("call timeline (ms)", "counters"))
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.8, 0.2], subplot_titles=("call timeline (ms)", "counters"))
     hover = "%{y}<br>start %{base:.3f} ms, %{x:.3f} ms<br>%{hovertext}<extra></extra>"
     fig.add_bar(name="phases", orientation="h", marker_color=_BLUE, hovertemplate=hover, row=1, col=1)
     fig.add_bar(name=UPDATE_LABEL, orientation="h", marker_color=_RED, hovertemplate=hover, row=1, col=1)
     # Log scale and printed values: 1 trace against thousands of runs is the point to see.
-    fig.add_bar(name="counters", x=list(_COUNTERS), marker_color=[_GREY, _GREEN], textposition="outside",
-                row=1, col=2)
+    fig.add_bar(name="counters", x=list(_COUNTERS), marker_color=[_GREY, _GREEN], textposition="outside", row=1, col=2)
     fig.update_yaxes(type="log", row=1, col=2)
-    fig.add_annotation(text=UPDATE_LABEL, x=0, y=0, xref="x", yref="y", showarrow=True, arrowhead=2,
-                       ax=40, ay=-25, font={"color": _RED}, visible=False)
+    fig.add_annotation(
+        text=UPDATE_LABEL,
+        x=0,
+        y=0,
+        xref="x",
+        yref="y",
+        showarrow=True,
+        arrowhead=2,
+        ax=40,
+        ay=-25,
+        font={"color": _RED},
+        visible=False,
+    )
     fig.update_layout(showlegend=False, title_text="timeline", barmode="overlay", height=520)
-    fig.update_yaxes(autorange="reversed", type="category", categoryorder="array", tickfont={"size": 9},
-                     row=1, col=1)
+    fig.update_yaxes(autorange="reversed", type="category", categoryorder="array", tickfont={"size": 9}, row=1, col=1)
     fig.update_xaxes(title_text="ms", row=1, col=1)
     update_timeline(fig, trace, layer, step)
     return fig
 
 
-def update_timeline(fig: go.Figure, trace: Trace | None, layer: str | None = None,
-                    step: int | None = None) -> None:
+def update_timeline(fig: go.Figure, trace: Trace | None, layer: str | None = None, step: int | None = None) -> None:
     """Writes the events and counters of the heavy step nearest `step`; `layer` is unused."""
     s = _heavy_step(trace, step)
     events = [] if s is None else _get(trace.events, s, default=[])
@@ -335,24 +405,35 @@ def update_timeline(fig: go.Figure, trace: Trace | None, layer: str | None = Non
     for event in events:
         split[is_update_phase(event["phase"])].append(event)
     phases = list(dict.fromkeys(e["phase"] for e in events))
-    bars = {i: {"y": [e["phase"] for e in group], "base": [1e3 * e["start"] for e in group],
-                "x": [1e3 * e["duration"] for e in group], "hovertext": [e["detail"] for e in group]}
-            for i, group in enumerate((split[False], split[True]))}
+    bars = {
+        i: {
+            "y": [e["phase"] for e in group],
+            "base": [1e3 * e["start"] for e in group],
+            "x": [1e3 * e["duration"] for e in group],
+            "hovertext": [e["detail"] for e in group],
+        }
+        for i, group in enumerate((split[False], split[True]))
+    }
     values = [counters.get(name) for name in _COUNTERS] if counters else []
     bars[2] = {"y": values or _EMPTY, "text": [str(v) for v in values]}
     label: dict[str, Any] = {"visible": bool(split[True])}
     if split[True]:
         first = split[True][0]
         label.update(x=1e3 * (first["start"] + first["duration"]), y=first["phase"])
-    _write(fig, bars, {"yaxis.categoryarray": phases,
-                       "title.text": "timeline" + ("" if s is None else f": step {s}")},
-           notes={2: label})
+    _write(
+        fig,
+        bars,
+        {"yaxis.categoryarray": phases, "title.text": "timeline" + ("" if s is None else f": step {s}")},
+        notes={2: label},
+    )
 
 
 # ---------------------------------------------------------------------------- 5. trajectories
 
-def make_trajectories_figure(trace: Trace | None = None, layer: str | None = None,
-                             step: int | None = None, n_tracked: int = 5) -> go.Figure:
+
+def make_trajectories_figure(
+    trace: Trace | None = None, layer: str | None = None, step: int | None = None, n_tracked: int = 5
+) -> go.Figure:
     """W and Wb over the heavy steps for the first `n_tracked` tracked weights of a layer.
 
     fig.data: [i] line, W of tracked weight i; [n_tracked + i] dashed step line, its Wb
@@ -360,44 +441,56 @@ def make_trajectories_figure(trace: Trace | None = None, layer: str | None = Non
     fig.layout.annotations: [0] "no tracked weights in this trace" (shown when sample_size 0).
     """
     if isinstance(n_tracked, bool) or not isinstance(n_tracked, int) or n_tracked < 1:
-        raise ValueError("Received an invalid value for `n_tracked`, expected a positive integer. "
-                         f"Received: n_tracked={n_tracked!r}")
+        raise ValueError(
+            f"Received an invalid value for `n_tracked`, expected a positive integer. Received: n_tracked={n_tracked!r}"
+        )
     fig = make_subplots(rows=1, cols=1)  # a grid, so shapes can take row/col like elsewhere
     for field, dash, shape in (("W", "solid", "linear"), ("Wb", "dash", "hv")):
         for i in range(n_tracked):
             color = _PALETTE[i % len(_PALETTE)]
-            fig.add_scatter(name=f"{field}[{i}]", mode="lines", legendgroup=str(i),
-                            line={"color": color, "dash": dash, "shape": shape})
+            fig.add_scatter(
+                name=f"{field}[{i}]",
+                mode="lines",
+                legendgroup=str(i),
+                line={"color": color, "dash": dash, "shape": shape},
+            )
     _vline(fig, None)
-    fig.add_annotation(text="no tracked weights in this trace", xref="paper", yref="paper",
-                       x=0.5, y=0.5, showarrow=False, visible=False)
+    fig.add_annotation(
+        text="no tracked weights in this trace",
+        xref="paper",
+        yref="paper",
+        x=0.5,
+        y=0.5,
+        showarrow=False,
+        visible=False,
+    )
     fig.update_layout(title_text="trajectories", xaxis_title="step", yaxis_title="weight")
     update_trajectories(fig, trace, layer, step)
     return fig
 
 
-def update_trajectories(fig: go.Figure, trace: Trace | None, layer: str | None = None,
-                        step: int | None = None) -> None:
+def update_trajectories(fig: go.Figure, trace: Trace | None, layer: str | None = None, step: int | None = None) -> None:
     """Writes the W and Wb histories of the first tracked weights; marks `step`."""
     info, s = _layer(trace, layer), _heavy_step(trace, step)
     k = len(fig.data) // 2
     empty = (np.zeros(0, np.int64), np.zeros((0, k), np.float32))
     no_samples = trace is not None and trace.sample_size == 0
-    series = ({"W": empty, "Wb": empty} if trace is None or no_samples else _samples(trace, info.name))
+    series = {"W": empty, "Wb": empty} if trace is None or no_samples else _samples(trace, info.name)
     lines = {}
     for j, field in enumerate(("W", "Wb")):
         steps, values = series[field]
         for i in range(k):
             x, y = downsample(steps, values[:, i]) if i < values.shape[1] else (_EMPTY, _EMPTY)
             lines[j * k + i] = {"x": x, "y": y}
-    _write(fig, lines, {"title.text": f"trajectories: {_where(info, s)}"}, vlines=[s],
-           notes={0: {"visible": no_samples}})
+    _write(
+        fig, lines, {"title.text": f"trajectories: {_where(info, s)}"}, vlines=[s], notes={0: {"visible": no_samples}}
+    )
 
 
 # ---------------------------------------------------------------------------- 6. grads
 
-def make_grads_figure(trace: Trace | None = None, layer: str | None = None,
-                      step: int | None = None) -> go.Figure:
+
+def make_grads_figure(trace: Trace | None = None, layer: str | None = None, step: int | None = None) -> go.Figure:
     """Histograms of a layer's gradients and of its applied updates at one step.
 
     fig.data: [0] bar, counts of the "grad" histogram; [1] bar, of the "update" histogram.
@@ -411,8 +504,7 @@ def make_grads_figure(trace: Trace | None = None, layer: str | None = None,
     return fig
 
 
-def update_grads(fig: go.Figure, trace: Trace | None, layer: str | None = None,
-                 step: int | None = None) -> None:
+def update_grads(fig: go.Figure, trace: Trace | None, layer: str | None = None, step: int | None = None) -> None:
     """Writes the layer's grad and update histograms at `step` into `fig`.
 
     Their bins are symmetric-log (equal ratios of magnitude), so each bin is drawn one unit
@@ -436,8 +528,10 @@ def update_grads(fig: go.Figure, trace: Trace | None, layer: str | None = None,
 
 # ---------------------------------------------------------------------------- comparison
 
-def make_comparison_figure(traces: Mapping[str, Trace], scalar: str = "loss",
-                           layer: str | None = None, step: int | None = None) -> go.Figure:
+
+def make_comparison_figure(
+    traces: Mapping[str, Trace], scalar: str = "loss", layer: str | None = None, step: int | None = None
+) -> go.Figure:
     """One line per trace (e.g. deterministic vs stochastic) of one scalar over steps.
 
     fig.data: [i] the i-th trace of `traces`, in mapping order, named by its key.
@@ -452,20 +546,28 @@ def make_comparison_figure(traces: Mapping[str, Trace], scalar: str = "loss",
     return fig
 
 
-def update_comparison(fig: go.Figure, traces: Mapping[str, Trace], scalar: str = "loss",
-                      layer: str | None = None, step: int | None = None) -> None:
+def update_comparison(
+    fig: go.Figure, traces: Mapping[str, Trace], scalar: str = "loss", layer: str | None = None, step: int | None = None
+) -> None:
     """Writes each trace's line of `scalar`; `traces` must have the figure's names, in order."""
     names = [str(name) for name in traces]
     if names != [t.name for t in fig.data]:
-        raise ValueError(f"Received an invalid value for `traces`, expected the names the figure "
-                         f"was made with, {[t.name for t in fig.data]}; make a new figure to "
-                         f"compare other traces. Received: {names}")
+        raise ValueError(
+            f"Received an invalid value for `traces`, expected the names the figure "
+            f"was made with, {[t.name for t in fig.data]}; make a new figure to "
+            f"compare other traces. Received: {names}"
+        )
     lines = [_get(t.scalars, scalar, layer, default=(_EMPTY, _EMPTY)) for t in traces.values()]
-    _write(fig, {i: dict(zip(("x", "y"), downsample(x, y), strict=True)) for i, (x, y) in enumerate(lines)},
-           {"title.text": scalar + ("" if layer is None else f" ({layer})")}, vlines=[step])
+    _write(
+        fig,
+        {i: dict(zip(("x", "y"), downsample(x, y), strict=True)) for i, (x, y) in enumerate(lines)},
+        {"title.text": scalar + ("" if layer is None else f" ({layer})")},
+        vlines=[step],
+    )
 
 
 # ---------------------------------------------------------------------------- HTML export
+
 
 def figures_to_html(figs: Mapping[str, go.Figure], path: str | os.PathLike, title: str = "bclab") -> None:
     """Writes all figures to one self-contained HTML file that works offline.
@@ -475,12 +577,18 @@ def figures_to_html(figs: Mapping[str, go.Figure], path: str | os.PathLike, titl
     so readers see the old file or the new one, never half of one.
     """
     if not figs:
-        raise ValueError("Received an invalid value for `figs`, expected a non-empty mapping of "
-                         f"name -> Figure. Received: figs={figs!r}")
-    parts = [f"<h2>{escape(str(key))}</h2>\n" + pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0),
-                                               div_id=f"bclab-{key}")
-             for i, (key, fig) in enumerate(figs.items())]
-    html = (f'<!DOCTYPE html>\n<html>\n<head><meta charset="utf-8"><title>{escape(title)}</title></head>\n'
-            "<body>\n" + "\n".join(parts) + "\n</body>\n</html>\n")
+        raise ValueError(
+            "Received an invalid value for `figs`, expected a non-empty mapping of "
+            f"name -> Figure. Received: figs={figs!r}"
+        )
+    parts = [
+        f"<h2>{escape(str(key))}</h2>\n"
+        + pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0), div_id=f"bclab-{key}")
+        for i, (key, fig) in enumerate(figs.items())
+    ]
+    html = (
+        f'<!DOCTYPE html>\n<html>\n<head><meta charset="utf-8"><title>{escape(title)}</title></head>\n'
+        "<body>\n" + "\n".join(parts) + "\n</body>\n</html>\n"
+    )
     with atomic_write(path, "w", encoding="utf-8") as handle:
         handle.write(html)

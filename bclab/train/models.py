@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 
 from bclab.config import RunConfig
-from bclab.layers import BinaryConv2D, BinaryDense
+from bclab.core.layers import BinaryConv2D, BinaryDense
 
 
 def _batch_norm(config: RunConfig, name: str) -> keras.layers.Layer:
@@ -73,7 +73,7 @@ def build_cnn(config: RunConfig, input_shape: tuple[int, ...], num_classes: int)
 
 
 def build_model(config: RunConfig, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
-    """The architecture named by ``config.architecture`` for images of ``input_shape``."""
+    """The architecture named by `config.architecture` for images of `input_shape`."""
     if config.architecture == "cnn":
         if min(input_shape[:2]) < 8:
             raise ValueError(
@@ -85,7 +85,7 @@ def build_model(config: RunConfig, input_shape: tuple[int, ...], num_classes: in
 
 
 def squared_hinge(y_true, y_pred):
-    """Mean over batch and classes of ``max(0, 1 - t*y)**2`` on +-1 targets (reference loss)."""
+    """Mean over batch and classes of `max(0, 1 - t*y)**2` on +-1 targets (reference loss)."""
     return keras.ops.mean(keras.ops.square(keras.ops.maximum(0.0, 1.0 - y_true * y_pred)))
 
 

@@ -13,7 +13,7 @@ record is to be kept and the store is full, the store halves itself: it keeps it
 numbers 0, stride, 2*stride, ...: an evenly spaced record of the whole run that always holds
 the first step. When every step is appended from step 0, record number == step, so the kept
 steps are the multiples of the stride. Separately, the newest heavy record is always kept
-aside, so `latest_step()` and every lookup for it work even when thinning dropped it.
+aside, so `latest_heavy_step()` and every lookup for it work even when thinning dropped it.
 
 Memory is therefore bounded by the caps: about `max_scalar_steps * (8 + 9 * n_scalar_names)`
 bytes plus `max_records + 1` heavy rows of `8 * (4 * nbins + 3) + 5 * 4 * sample_size` bytes
@@ -34,8 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from bclab.errors import invalid_value
-from bclab.trace_io import (
+from bclab.trace.fileformat import (
     KINDS,
     MODEL_SCOPE,
     SAMPLE_FIELDS,
@@ -48,6 +47,7 @@ from bclab.trace_io import (
     save_trace,
     validate_bin_edges,
 )
+from bclab.validation import invalid_value
 
 __all__ = ["KINDS", "SAMPLE_FIELDS", "LayerInfo", "Trace", "TraceFileError", "TraceLookupError"]
 
@@ -65,10 +65,9 @@ class LayerInfo:
     name: str
     shape: tuple[int, ...]
     H: float
-    lr_scale: float
+    W_LR_scale: float
     binary: bool
     stochastic: bool
-
 
 
 class _RowStore:
@@ -77,8 +76,7 @@ class _RowStore:
     def __init__(self, max_rows: int, specs: Mapping[str, tuple[tuple[int, ...], Any, Any]]):
         self.max_rows, self.stride, self.offered, self.n = max_rows, 1, 0, 0
         self.fills = {name: fill for name, (_, _, fill) in specs.items()}
-        self.arrays = {name: np.full((0, *shape), fill, dtype)
-                       for name, (shape, dtype, fill) in specs.items()}
+        self.arrays = {name: np.full((0, *shape), fill, dtype) for name, (shape, dtype, fill) in specs.items()}
         self.objects: list[Any] = []  # one small Python object per row (events, counters)
 
     def offer(self) -> int | None:
@@ -90,8 +88,8 @@ class _RowStore:
         if self.n == self.max_rows:
             self.n = (self.n + 1) // 2
             for name, a in self.arrays.items():
-                a[:self.n] = a[0:self.max_rows:2]
-                a[self.n:] = self.fills[name]  # rows past n are always blank, ready for reuse
+                a[: self.n] = a[0 : self.max_rows : 2]
+                a[self.n :] = self.fills[name]  # rows past n are always blank, ready for reuse
             self.objects = self.objects[0::2]
             self.stride *= 2
             if ordinal % self.stride:
@@ -105,30 +103,30 @@ class _RowStore:
     def resize(self, capacity: int) -> None:
         for name, a in self.arrays.items():
             grown = np.full((capacity, *a.shape[1:]), self.fills[name], a.dtype)
-            grown[:self.n] = a[:self.n]
+            grown[: self.n] = a[: self.n]
             self.arrays[name] = grown
 
     def find(self, step: int) -> int | None:
         steps = self.arrays["step"]
-        i = int(np.searchsorted(steps[:self.n], step))
+        i = int(np.searchsorted(steps[: self.n], step))
         return i if i < self.n and steps[i] == step else None
 
     def snapshot(self, prefix: str) -> dict[str, np.ndarray]:
-        return {prefix + name: a[:self.n].copy() for name, a in self.arrays.items()}
+        return {prefix + name: a[: self.n].copy() for name, a in self.arrays.items()}
 
-    def restore(self, arrays: Mapping[str, np.ndarray], prefix: str, objects: list,
-                stride: int, offered: int) -> None:
+    def restore(self, arrays: Mapping[str, np.ndarray], prefix: str, objects: list, stride: int, offered: int) -> None:
         n = len(arrays[prefix + "step"])
         if n > self.max_rows or len(objects) != n or stride < 1 or offered < n:
-            raise ValueError(f"thinning state is inconsistent: {n} rows, {len(objects)} "
-                             f"row objects, stride {stride}, {offered} offered")
+            raise ValueError(
+                f"thinning state is inconsistent: {n} rows, {len(objects)} "
+                f"row objects, stride {stride}, {offered} offered"
+            )
         self.n, self.stride, self.offered, self.objects = 0, stride, offered, list(objects)
         self.resize(max(n, min(self.max_rows, 16)))
         for name, a in self.arrays.items():
             loaded = arrays[prefix + name]
             if loaded.shape[1:] != a.shape[1:] or len(loaded) != n:
-                raise ValueError(f"array {prefix + name!r} has shape {loaded.shape}, "
-                                 f"expected {(n, *a.shape[1:])}")
+                raise ValueError(f"array {prefix + name!r} has shape {loaded.shape}, expected {(n, *a.shape[1:])}")
             a[:n] = loaded
         self.n = n
 
@@ -152,9 +150,17 @@ class Trace:
         meta: Free JSON-able metadata, stored and saved as-is.
     """
 
-    def __init__(self, layers: Sequence[LayerInfo], bin_edges: Mapping[str, np.ndarray], *,
-                 params: Sequence[str] = (), sample_size: int = 0, max_records: int = 1000,
-                 max_scalar_steps: int = 200_000, meta: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        layers: Sequence[LayerInfo],
+        bin_edges: Mapping[str, np.ndarray],
+        *,
+        params: Sequence[str] = (),
+        sample_size: int = 0,
+        max_records: int = 1000,
+        max_scalar_steps: int = 200_000,
+        meta: Mapping[str, Any] | None = None,
+    ):
         self._layers = tuple(layers)
         if not self._layers or not all(isinstance(li, LayerInfo) for li in self._layers):
             raise invalid_value("layers", layers, "a non-empty sequence of LayerInfo")
@@ -162,8 +168,10 @@ class Trace:
         self._params = tuple(params)
         scopes = names + list(self._params)
         if not all(isinstance(s, str) and s for s in scopes) or len(set(scopes)) != len(scopes):
-            raise ValueError("Received invalid names: layer and param names must be unique, "
-                             f"non-empty strings. Received: layers={names}, params={self._params}")
+            raise ValueError(
+                "Received invalid names: layer and param names must be unique, "
+                f"non-empty strings. Received: layers={names}, params={self._params}"
+            )
         self._layer_index = {name: i for i, name in enumerate(names)}
         self._bin_edges = validate_bin_edges(bin_edges)
         self._sample_size = integer("sample_size", sample_size, 0)
@@ -176,9 +184,10 @@ class Trace:
             raise invalid_value("meta", meta, "a JSON-serializable mapping") from exc
         self._heavy_specs = heavy_row_specs(len(self._layers), self._bin_edges, self._sample_size)
         self._heavy = _RowStore(self._max_records, self._heavy_specs)
-        self._scalars = _RowStore(self._max_scalar_steps, {
-            "step": ((), np.int64, -1), "values": ((0,), np.float64, np.nan),
-            "mask": ((0,), np.bool_, False)})
+        self._scalars = _RowStore(
+            self._max_scalar_steps,
+            {"step": ((), np.int64, -1), "values": ((0,), np.float64, np.nan), "mask": ((0,), np.bool_, False)},
+        )
         self._columns: dict[tuple[str, str], int] = {}  # (scope, name) -> column
         self._counter_names: list[str] = []
         self._latest: tuple[int, dict[str, np.ndarray], dict] | None = None
@@ -202,17 +211,28 @@ class Trace:
             ValueError: The record is malformed, or its step is not after the last one.
         """
         step, epoch, scalar_items, counters, row, obj = normalize_record(
-            record, layer_index=self._layer_index, params=self._params,
-            bin_edges=self._bin_edges, sample_size=self._sample_size, row_specs=self._heavy_specs)
-        nonfinite = next(({"step": step, "name": name, "layer": scope or None}
-                          for (scope, name), v in scalar_items
-                          if (name == "loss" or name.endswith("_norm")) and not math.isfinite(v)),
-                         None)
+            record,
+            layer_index=self._layer_index,
+            params=self._params,
+            bin_edges=self._bin_edges,
+            sample_size=self._sample_size,
+            row_specs=self._heavy_specs,
+        )
+        nonfinite = next(
+            (
+                {"step": step, "name": name, "layer": scope or None}
+                for (scope, name), v in scalar_items
+                if (name == "loss" or name.endswith("_norm")) and not math.isfinite(v)
+            ),
+            None,
+        )
         with self._lock:
             if self._last_step is not None and step <= self._last_step:
-                raise ValueError(f"Received an invalid value for `step`, expected steps to be "
-                                 f"strictly increasing (last step: {self._last_step}). "
-                                 f"Received: step={step}")
+                raise ValueError(
+                    f"Received an invalid value for `step`, expected steps to be "
+                    f"strictly increasing (last step: {self._last_step}). "
+                    f"Received: step={step}"
+                )
             i = self._scalars.offer()
             if i is not None:
                 for key, _ in scalar_items:
@@ -251,7 +271,6 @@ class Trace:
                 new[:, :width] = old
                 store.arrays[name] = new
 
-
     @property
     def layers(self) -> tuple[LayerInfo, ...]:
         return self._layers
@@ -286,7 +305,7 @@ class Trace:
         with self._lock:
             return self._n_appended
 
-    def latest_step(self) -> int | None:
+    def latest_heavy_step(self) -> int | None:
         """The step of the newest heavy record, kept even when thinning dropped it."""
         with self._lock:
             return None if self._latest is None else self._latest[0]
@@ -297,7 +316,7 @@ class Trace:
             return self._steps()
 
     def _steps(self) -> np.ndarray:
-        steps = self._heavy.arrays["step"][:self._heavy.n]
+        steps = self._heavy.arrays["step"][: self._heavy.n]
         if self._latest is not None and (not len(steps) or steps[-1] != self._latest[0]):
             steps = np.append(steps, self._latest[0])
         return steps.astype(np.int64)  # a copy in both branches
@@ -309,7 +328,7 @@ class Trace:
         if not steps:
             raise TraceLookupError("The trace holds no heavy records yet.")
         i = bisect.bisect_left(steps, step)
-        candidates = steps[max(i - 1, 0):i + 1]
+        candidates = steps[max(i - 1, 0) : i + 1]
         return min(candidates, key=lambda s: (abs(s - step), s))
 
     def scalar_names(self, layer: str | None = None) -> list[str]:
@@ -326,8 +345,9 @@ class Trace:
             if col is None:
                 names = [n for (s, n) in self._columns if s == scope]
                 where = "at model level" if layer is None else f"for {layer!r}"
-                raise TraceLookupError(f"Received an invalid value for `name`: {name!r}. "
-                                       f"The trace has these scalars {where}: {names}")
+                raise TraceLookupError(
+                    f"Received an invalid value for `name`: {name!r}. The trace has these scalars {where}: {names}"
+                )
             n, arrays = self._scalars.n, self._scalars.arrays
             mask = arrays["mask"][:n, col]
             return arrays["step"][:n][mask], arrays["values"][:n, col][mask]
@@ -335,13 +355,13 @@ class Trace:
     def histogram(self, kind: str, layer: str, step: int) -> tuple[np.ndarray, np.ndarray]:
         """`(bin_edges, counts)` of one histogram kind for a layer at a heavy step."""
         if kind not in KINDS:
-            raise TraceLookupError(f"Received an invalid value for `kind`: {kind!r}. "
-                                   f"The trace has kinds: {list(KINDS)}")
+            raise TraceLookupError(
+                f"Received an invalid value for `kind`: {kind!r}. The trace has kinds: {list(KINDS)}"
+            )
         with self._lock:
             li = self._layer(layer)
             if not self._heavy_get(step, f"hist_mask_{kind}")[li]:
-                raise TraceLookupError(f"Layer {layer!r} has no {kind!r} histogram at step "
-                                       f"{step}.")
+                raise TraceLookupError(f"Layer {layer!r} has no {kind!r} histogram at step {step}.")
             counts = self._heavy_get(step, f"hist_{kind}")[li].copy()
         edges = self._bin_edges[kind].copy()
         if kind == "real":
@@ -354,8 +374,7 @@ class Trace:
             li = self._layer(layer)
             if not self._heavy_get(step, "binary_mask")[li]:
                 raise TraceLookupError(f"Layer {layer!r} has no +H/-H counts at step {step}.")
-            return (int(self._heavy_get(step, "plus")[li]),
-                    int(self._heavy_get(step, "minus")[li]))
+            return (int(self._heavy_get(step, "plus")[li]), int(self._heavy_get(step, "minus")[li]))
 
     def sample(self, layer: str, field: str) -> tuple[np.ndarray, np.ndarray]:
         """`(steps, values[n_steps, sample_size])` of one sampled field over the heavy steps."""
@@ -368,8 +387,7 @@ class Trace:
                     steps.append(step)
                     values.append(self._heavy_get(step, f"sample_{field}")[li])
             k = self._sample_size
-            return (np.array(steps, np.int64),
-                    np.array(values, np.float32).reshape(len(values), k))
+            return (np.array(steps, np.int64), np.array(values, np.float32).reshape(len(values), k))
 
     def sample_at(self, layer: str, step: int) -> dict[str, np.ndarray]:
         """The sampled fields recorded for a layer at a heavy step, field -> float32[k]."""
@@ -378,9 +396,11 @@ class Trace:
             if not self._sample_size:
                 self._heavy_get(step, "step")  # still report an unknown step as such
                 return {}
-            return {field: self._heavy_get(step, f"sample_{field}")[li].copy()
-                    for field in SAMPLE_FIELDS
-                    if self._heavy_get(step, f"sample_mask_{field}")[li]}
+            return {
+                field: self._heavy_get(step, f"sample_{field}")[li].copy()
+                for field in SAMPLE_FIELDS
+                if self._heavy_get(step, f"sample_mask_{field}")[li]
+            }
 
     def events(self, step: int) -> list[dict[str, Any]]:
         """The call timeline recorded at a heavy step (start and duration in seconds)."""
@@ -448,21 +468,25 @@ class Trace:
             return MODEL_SCOPE
         if layer in self._layer_index or layer in self._params:
             return layer
-        raise TraceLookupError(f"Received an invalid value for `layer`: {layer!r}. The trace "
-                               f"has layers: {list(self._layer_index)} and params: "
-                               f"{list(self._params)}")
+        raise TraceLookupError(
+            f"Received an invalid value for `layer`: {layer!r}. The trace "
+            f"has layers: {list(self._layer_index)} and params: "
+            f"{list(self._params)}"
+        )
 
     def _layer(self, layer: str) -> int:
         if layer not in self._layer_index:
-            raise TraceLookupError(f"Received an invalid value for `layer`: {layer!r}. "
-                                   f"The trace has layers: {list(self._layer_index)}")
+            raise TraceLookupError(
+                f"Received an invalid value for `layer`: {layer!r}. The trace has layers: {list(self._layer_index)}"
+            )
         return self._layer_index[layer]
 
     def _check_field(self, field: str) -> None:
         if field not in SAMPLE_FIELDS or not self._sample_size:
             have = list(SAMPLE_FIELDS) if self._sample_size else "none (sample_size=0)"
-            raise TraceLookupError(f"Received an invalid value for `field`: {field!r}. "
-                                   f"The trace has sample fields: {have}")
+            raise TraceLookupError(
+                f"Received an invalid value for `field`: {field!r}. The trace has sample fields: {have}"
+            )
 
     def _step_error(self, step: int) -> TraceLookupError:
         steps = self._steps()
@@ -470,7 +494,8 @@ class Trace:
         return TraceLookupError(
             f"Received an invalid value for `step`: {step!r}. The trace retains {len(steps)} "
             f"heavy steps {span} (stride {self._heavy.stride}); use "
-            f"`nearest_step({step!r})` to find the closest retained step.")
+            f"`nearest_step({step!r})` to find the closest retained step."
+        )
 
     def _heavy_get(self, step: int, name: str) -> np.ndarray:
         i = self._heavy.find(step)

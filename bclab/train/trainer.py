@@ -1,13 +1,13 @@
 """Trainer: runs a RunConfig step by step, the way the reference scripts train.
 
-Per epoch, as ``mnist.py``/``cifar10.py``: train on full batches only (the order is
+Per epoch, as `mnist.py`/`cifar10.py`: train on full batches only (the order is
 shuffled before every epoch but the first, as the reference shuffles at each epoch's
 end), then measure the validation error, and the test error; the reported result is
 the test error at the epoch with the best validation error, ties going to the later
-epoch. Errors are averaged over full batches, as the reference's ``val_epoch``. The
-learning rate decays once per epoch: ``lr_start * (lr_end / lr_start) ** (epoch / epochs)``.
+epoch. Errors are averaged over full batches, as the reference's `val_epoch`. The
+learning rate decays once per epoch: `lr_start * (lr_end / lr_start) ** (epoch / epochs)`.
 
-The Trainer is driven one batch at a time (``step()``), so a CLI loop, a background
+The Trainer is driven one batch at a time (`step()`), so a CLI loop, a background
 thread of the lab, or a test can run, pause and resume it; every step is atomic, so the
 model is always consistent (weights updated and clipped) between steps.
 """
@@ -26,11 +26,11 @@ import numpy as np
 
 from bclab import data as bcdata
 from bclab.config import RunConfig
-from bclab.layers import BinaryKernelMixin
-from bclab.models import build_model, make_optimizer, squared_hinge
-from bclab.optimizers import BinaryConnectOptimizer
-from bclab.step import InstrumentedStep
-from bclab.trace import LayerInfo, Trace
+from bclab.core.layers import BinaryKernelMixin
+from bclab.core.optimizers import BinaryConnectOptimizer
+from bclab.trace.store import LayerInfo, Trace
+from bclab.train.models import build_model, make_optimizer, squared_hinge
+from bclab.train.step import InstrumentedStep
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class EpochResult:
 
 
 def best_epoch(results: list[EpochResult]) -> EpochResult | None:
-    """The epoch with the lowest validation error; ties go to the later epoch (reference ``<=``)."""
+    """The epoch with the lowest validation error; ties go to the later epoch (reference `<=`)."""
     best = None
     for result in results:
         if best is None or result.val_error <= best.val_error:
@@ -75,7 +75,7 @@ class Trainer:
 
     Args:
         config: the run's settings.
-        dataset: an already loaded ``Dataset`` (default: load ``config.dataset``).
+        dataset: an already loaded `Dataset` (default: load `config.dataset`).
         explain: run the step eagerly (Python executes on every call) to record each
             call in real time; slow, for a handful of steps.
     """
@@ -133,7 +133,7 @@ class Trainer:
                 name=layer.name,
                 shape=tuple(int(d) for d in layer.kernel.shape),
                 H=float(layer.H),
-                lr_scale=float(layer.W_LR_scale),
+                W_LR_scale=float(layer.W_LR_scale),
                 binary=True,
                 stochastic=bool(layer.stochastic),
             )
@@ -143,16 +143,25 @@ class Trainer:
             # mode "float": no binary layer gets summaries, but a Trace needs its layers named;
             # list the kernel layers (binary=False) so loss and accuracy are still recorded.
             layers = [
-                LayerInfo(name=layer.name, shape=tuple(int(d) for d in layer.kernel.shape), H=float(layer.H),
-                          lr_scale=float(layer.W_LR_scale), binary=False, stochastic=False)
-                for layer in self.model.layers if isinstance(layer, BinaryKernelMixin)
+                LayerInfo(
+                    name=layer.name,
+                    shape=tuple(int(d) for d in layer.kernel.shape),
+                    H=float(layer.H),
+                    W_LR_scale=float(layer.W_LR_scale),
+                    binary=False,
+                    stochastic=False,
+                )
+                for layer in self.model.layers
+                if isinstance(layer, BinaryKernelMixin)
             ]
         meta = {
             "config": self.config.to_dict(),
             "device": self.device,
             "keras": keras.__version__,
             "backend": keras.backend.backend(),
-            "mode": "explain (eager)" if self.explain else ("compiled (XLA)" if self.config.jit_compile else "compiled"),
+            "mode": "explain (eager)"
+            if self.explain
+            else ("compiled (XLA)" if self.config.jit_compile else "compiled"),
             "hist_stride": dict(zip([layer.name for layer in self.instrumented.layers], self.instrumented.hist_stride)),
             "dataset_source": self.dataset.source,
         }
@@ -249,12 +258,13 @@ class Trainer:
         return result
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        """(loss, error %) at test time (``training=False``) over full batches, as the reference."""
+        """(loss, error %) at test time (`training=False`) over full batches, as the reference."""
         if len(x) < self.config.batch_size:
             return math.nan, math.nan
         losses, errors = [], []
-        for xb, yb in bcdata.batches(x, y, self.config.batch_size, shuffle=False, seed=None, flatten=False,
-                                     num_classes=self.dataset.num_classes):
+        for xb, yb in bcdata.batches(
+            x, y, self.config.batch_size, shuffle=False, seed=None, flatten=False, num_classes=self.dataset.num_classes
+        ):
             out = self._predict_batch(xb)
             losses.append(float(np.mean(np.square(np.maximum(0.0, 1.0 - yb * out)))))
             errors.append(float(np.mean(np.argmax(out, -1) != np.argmax(yb, -1))))
@@ -267,9 +277,10 @@ class Trainer:
             self._predict = tf.function(lambda batch: self.model(batch, training=False))
         return self._predict(x).numpy()
 
-    def run(self, should_stop: Callable[[], bool] = lambda: False,
-            on_epoch: Callable[[EpochResult], None] | None = None) -> list[EpochResult]:
-        """Train until done or ``should_stop()``; return the epoch results so far."""
+    def run(
+        self, should_stop: Callable[[], bool] = lambda: False, on_epoch: Callable[[EpochResult], None] | None = None
+    ) -> list[EpochResult]:
+        """Train until done or `should_stop()`; return the epoch results so far."""
         while not self.done and not should_stop():
             result = self.step()
             if result is not None and on_epoch is not None:
@@ -277,14 +288,14 @@ class Trainer:
         return self.history
 
     def explain_steps(self, steps: int = 3) -> list[list[dict[str, Any]]]:
-        """Run ``steps`` batches and return each one's events (use with ``explain=True``)."""
+        """Run `steps` batches and return each one's events (use with `explain=True`)."""
         timelines = []
         for _ in range(steps):
             if self.done:
                 break
             self.step()
             if self.trace is not None:
-                timelines.append(self.trace.events(self.trace.latest_step()))
+                timelines.append(self.trace.events(self.trace.latest_heavy_step()))
         return timelines
 
     def _record(self, host: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -306,7 +317,9 @@ class Trainer:
                 entry: dict[str, Any] = {
                     "plus": int(summary["plus"]),
                     "minus": int(summary["minus"]),
-                    "scalars": {k: float(summary[k]) for k in ("grad_norm", "update_norm", "clipped_fraction", "flip_ratio")},
+                    "scalars": {
+                        k: float(summary[k]) for k in ("grad_norm", "update_norm", "clipped_fraction", "flip_ratio")
+                    },
                 }
                 if "hist" in summary:
                     entry["hist"] = summary["hist"]

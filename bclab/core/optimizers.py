@@ -1,17 +1,17 @@
 """BinaryConnectOptimizer: the reference's per-layer step scale and clip around any optimizer.
 
-Reference (``binary_connect.py``, ``compute_grads``/``clipping_scaling``, L153-182): the
-optimizer (Adam there) computes ``W_new`` for every parameter; then each binary kernel
-becomes ``clip(W + W_LR_scale * (W_new - W), -H, H)``. ``W_LR_scale`` multiplies the
+Reference (`binary_connect.py`, `compute_grads`/`clipping_scaling`, L153-182): the
+optimizer (Adam there) computes `W_new` for every parameter; then each binary kernel
+becomes `clip(W + W_LR_scale * (W_new - W), -H, H)`. `W_LR_scale` multiplies the
 *step*, not the gradient (with Adam these differ). Biases and BatchNorm parameters get
 the plain step.
 
-Usage, one line::
+Usage, one line:
 
     model.compile(optimizer=bclab.BinaryConnectOptimizer(keras.optimizers.Adam(1e-3)), ...)
 
-Keras 3 call chain (TensorFlow backend): ``train_step`` -> ``apply_gradients`` ->
-``apply`` (this class) -> inner ``apply`` -> ``update_step`` per variable -> constraints.
+Keras 3 call chain (TensorFlow backend): `train_step` -> `apply_gradients` ->
+`apply` (this class) -> inner `apply` -> `update_step` per variable -> constraints.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import keras
 from keras import ops
 from keras.saving import deserialize_keras_object, serialize_keras_object
 
-from bclab.constraints import BinaryKernelClip
-from bclab.errors import invalid_value
+from bclab.core.constraints import BinaryKernelClip
+from bclab.validation import invalid_value
 
 
 @contextlib.contextmanager
@@ -61,13 +61,13 @@ _STEP_PROPORTIONAL_TO_LR = (
 class BinaryConnectOptimizer(keras.optimizers.Optimizer):
     """Wrap a Keras optimizer with the reference's step scale and clip for binary kernels.
 
-    Binary kernels are the variables whose constraint is a ``BinaryKernelClip``
-    (``BinaryDense``/``BinaryConv2D`` with ``binary=True``). For them, after the inner
-    optimizer's update: ``W <- clip(W + W_LR_scale * (W_after - W), -H, H)``. Every
+    Binary kernels are the variables whose constraint is a `BinaryKernelClip`
+    (`BinaryDense`/`BinaryConv2D` with `binary=True`). For them, after the inner
+    optimizer's update: `W <- clip(W + W_LR_scale * (W_after - W), -H, H)`. Every
     other variable gets the inner optimizer's update and its own constraint.
 
     Args:
-        inner_optimizer: any ``keras.optimizers.Optimizer`` (Adam, Adamax, SGD, ...).
+        inner_optimizer: any `keras.optimizers.Optimizer` (Adam, Adamax, SGD, ...).
         name: optional name.
     """
 
@@ -75,9 +75,7 @@ class BinaryConnectOptimizer(keras.optimizers.Optimizer):
         if not isinstance(inner_optimizer, keras.optimizers.Optimizer):
             raise invalid_value("inner_optimizer", inner_optimizer, "a keras.optimizers.Optimizer instance")
         if kwargs:
-            raise ValueError(
-                f"BinaryConnectOptimizer does not take {sorted(kwargs)}: set them on the inner optimizer."
-            )
+            raise ValueError(f"BinaryConnectOptimizer does not take {sorted(kwargs)}: set them on the inner optimizer.")
         super().__init__(learning_rate=0.0, name=name)
         self.inner_optimizer = inner_optimizer
 
@@ -118,10 +116,10 @@ class BinaryConnectOptimizer(keras.optimizers.Optimizer):
 
     @property
     def step_proportional_to_lr(self) -> bool:
-        """True when the inner optimizer's step for a variable is ``lr * f(gradients, state)``.
+        """True when the inner optimizer's step for a variable is `lr * f(gradients, state)`.
 
         Holds for the listed Keras optimizers without weight decay, EMA or gradient
-        accumulation (those use the global lr elsewhere); then ``W_LR_scale`` is applied by
+        accumulation (those use the global lr elsewhere); then `W_LR_scale` is applied by
         scaling the learning rate of binary kernels. Otherwise the literal rule runs.
         """
         inner = self.inner_optimizer
@@ -134,12 +132,12 @@ class BinaryConnectOptimizer(keras.optimizers.Optimizer):
 
     @contextlib.contextmanager
     def _learning_rate_scaled(self, kernels, rules) -> Iterator[None]:
-        """Trace time: the inner ``update_step`` sees ``lr * W_LR_scale`` for binary kernels."""
+        """Trace time: the inner `update_step` sees `lr * W_LR_scale` for binary kernels."""
         inner = self.inner_optimizer
-        # The TensorFlow backend passes the backing tf.Variable (``.value``) to update_step.
+        # The TensorFlow backend passes the backing tf.Variable (`.value`) to update_step.
         scales = {}
         for variable, rule in zip(kernels, rules):
-            scales[id(variable)] = scales[id(variable.value)] = rule.lr_scale
+            scales[id(variable)] = scales[id(variable.value)] = rule.W_LR_scale
         original = inner.update_step
 
         def update_step(gradient, variable, learning_rate):

@@ -1,18 +1,18 @@
 """The BinaryConnect binarization rule, transcribed from the reference.
 
-Source: MatthieuCourbariaux/BinaryConnect, ``binary_connect.py`` (``hard_sigmoid``
-and ``binarization``), paper arXiv:1511.00363. Written with ``keras.ops`` only, so it
-runs inside a compiled ``tf.function`` and on any device.
+Source: MatthieuCourbariaux/BinaryConnect, `binary_connect.py` (`hard_sigmoid`
+and `binarization`), paper arXiv:1511.00363. Written with `keras.ops` only, so it
+runs inside a compiled `tf.function` and on any device.
 
 Quirks kept on purpose (they are the reference's semantics):
 
-- ``binary=True, deterministic=False, stochastic=False`` takes the rounding branch,
+- `binary=True, deterministic=False, stochastic=False` takes the rounding branch,
   so it is deterministic.
-- ``deterministic=True`` together with ``stochastic=True`` switches binarization
-  OFF (``Wb = W``). The layers pass ``deterministic=True`` at test time, so a
+- `deterministic=True` together with `stochastic=True` switches binarization
+  OFF (`Wb = W`). The layers pass `deterministic=True` at test time, so a
   stochastic network is evaluated with its real-valued weights.
-- Rounding is half-up (``p == 0.5`` gives ``+H``), so ``W == 0`` maps to ``+H``.
-  ``keras.ops.round`` rounds half to even and would map 0 to ``-H``.
+- Rounding is half-up (`p == 0.5` gives `+H`), so `W == 0` maps to `+H`.
+  `keras.ops.round` rounds half to even and would map 0 to `-H`.
 """
 
 from __future__ import annotations
@@ -25,29 +25,29 @@ from keras import ops
 
 
 def hard_sigmoid(x):
-    """``clip((x + 1) / 2, 0, 1)``, the reference's probability of ``+H``."""
+    """`clip((x + 1) / 2, 0, 1)`, the reference's probability of `+H`."""
     return ops.clip((x + 1.0) / 2.0, 0.0, 1.0)
 
 
 def binarization(W, H, binary=True, deterministic=False, stochastic=False, srng=None):
-    """Binarize ``W`` to ``+H``/``-H`` exactly as the reference does.
+    """Binarize `W` to `+H`/`-H` exactly as the reference does.
 
     Args:
         W: real-valued weights (tensor or variable).
         H: the binary magnitude, a positive float.
-        binary: ``False`` returns ``W`` unchanged.
-        deterministic: test-time flag; with ``stochastic=True`` it disables
+        binary: `False` returns `W` unchanged.
+        deterministic: test-time flag; with `stochastic=True` it disables
             binarization (reference quirk).
-        stochastic: draw ``b ~ Bernoulli(hard_sigmoid(W / H))`` per weight;
-            otherwise round ``hard_sigmoid(W / H)`` half up.
-        srng: a ``keras.random.SeedGenerator`` (a fresh sample on every call,
+        stochastic: draw `b ~ Bernoulli(hard_sigmoid(W / H))` per weight;
+            otherwise round `hard_sigmoid(W / H)` half up.
+        srng: a `keras.random.SeedGenerator` (a fresh sample on every call,
             also inside a compiled function) or an int seed (a stateless draw:
-            the same int gives the same sample). ``None`` uses Keras's global
+            the same int gives the same sample). `None` uses Keras's global
             generator.
 
     Returns:
-        ``Wb``: a tensor of ``+H``/``-H`` values (or ``W`` when not binarizing).
-        No gradient flows through it; see ``straight_through``.
+        `Wb`: a tensor of `+H`/`-H` values (or `W` when not binarizing).
+        No gradient flows through it; see `straight_through`.
     """
     if not binary or (deterministic and stochastic):
         return W
@@ -69,12 +69,12 @@ def binarization(W, H, binary=True, deterministic=False, stochastic=False, srng=
 
 
 def straight_through(W, Wb):
-    """Return ``Wb`` in the forward pass with the gradient passed unchanged to ``W``.
+    """Return `Wb` in the forward pass with the gradient passed unchanged to `W`.
 
-    Rule: forward ``Wb`` (bit for bit); backward ``dC/dW = dC/dWb`` (identity, no masking
-    where ``|W| > H``), as the reference's ``theano.grad(cost, wrt=Wb)`` handed to ``W``.
-    A custom gradient costs no pass over the kernel; ``Wb + (W - stop_gradient(W))``
-    would cost two, and ``W + stop_gradient(Wb - W)`` is not exactly ``Wb``.
+    Rule: forward `Wb` (bit for bit); backward `dC/dW = dC/dWb` (identity, no masking
+    where `|W| > H`), as the reference's `theano.grad(cost, wrt=Wb)` handed to `W`.
+    A custom gradient costs no pass over the kernel; `Wb + (W - stop_gradient(W))`
+    would cost two, and `W + stop_gradient(Wb - W)` is not exactly `Wb`.
     """
     Wb = ops.stop_gradient(Wb)
 
@@ -91,5 +91,5 @@ def straight_through(W, Wb):
 
 
 def glorot_H(fan_in: int, fan_out: int) -> float:
-    """``sqrt(1.5 / (fan_in + fan_out))``: the reference's ``H="Glorot"``."""
+    """`sqrt(1.5 / (fan_in + fan_out))`: the reference's `H="Glorot"`."""
     return math.sqrt(1.5 / (fan_in + fan_out))

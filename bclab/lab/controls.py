@@ -13,7 +13,7 @@ import ipywidgets as widgets
 
 from bclab.config import ARCHITECTURES, MODES, OPTIMIZERS, SIZES, TRACE_LEVELS, RunConfig
 from bclab.data import DATASETS, DEFAULT_DATASET
-from bclab.errors import invalid_value
+from bclab.validation import invalid_value
 
 __all__ = ["ConfigControls"]
 
@@ -60,10 +60,10 @@ class ConfigControls:
             "architecture": _dropdown("architecture", list(ARCHITECTURES), config.architecture),
             "size": _dropdown("size", list(SIZES), config.size),
             "mode": _dropdown("mode", [(_MODE_LABELS[m], m) for m in MODES], config.mode),
-            "H": widgets.Text(description="H", style=_STYLE, layout=_LAYOUT,
-                              placeholder='number or "glorot"'),
-            "W_LR_scale": widgets.Text(description="W_LR_scale", style=_STYLE, layout=_LAYOUT,
-                                       placeholder='number, "glorot" or "none"'),
+            "H": widgets.Text(description="H", style=_STYLE, layout=_LAYOUT, placeholder='number or "glorot"'),
+            "W_LR_scale": widgets.Text(
+                description="W_LR_scale", style=_STYLE, layout=_LAYOUT, placeholder='number, "glorot" or "none"'
+            ),
             "optimizer": _dropdown("optimizer", [(_OPTIMIZER_LABELS[o], o) for o in OPTIMIZERS], config.optimizer),
             "lr_start": widgets.FloatText(description="LR start", style=_STYLE, layout=_LAYOUT),
             "lr_end": widgets.FloatText(description="LR end", style=_STYLE, layout=_LAYOUT),

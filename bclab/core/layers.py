@@ -1,19 +1,19 @@
 """BinaryDense and BinaryConv2D: the reference's binary Lasagne layers in Keras 3.
 
-Each layer keeps the real-valued kernel ``W`` as its trainable variable and, on every
-forward pass, binarizes it (``bclab.binarization``) and uses the binary kernel with a
-straight-through gradient (``dC/dW = dC/dWb``). Keyword names map one-to-one to the
-reference's ``DenseLayer``/``Conv2DLayer`` (``binary``, ``stochastic``, ``H``,
-``W_LR_scale``), and so do the defaults (``binary=True, stochastic=True, H=1.0,
-W_LR_scale="glorot"``).
+Each layer keeps the real-valued kernel `W` as its trainable variable and, on every
+forward pass, binarizes it (`bclab.binarization`) and uses the binary kernel with a
+straight-through gradient (`dC/dW = dC/dWb`). Keyword names map one-to-one to the
+reference's `DenseLayer`/`Conv2DLayer` (`binary`, `stochastic`, `H`,
+`W_LR_scale`), and so do the defaults (`binary=True, stochastic=True, H=1.0,
+W_LR_scale="glorot"`).
 
-Test time (``training=False``) passes ``deterministic=True``, as the reference does:
-a deterministic layer then uses ``H * sign(W)`` (with ``sign(0) = +1``) and a
-stochastic layer uses its real-valued ``W``.
+Test time (`training=False`) passes `deterministic=True`, as the reference does:
+a deterministic layer then uses `H * sign(W)` (with `sign(0) = +1`) and a
+stochastic layer uses its real-valued `W`.
 
-Binary kernels start ``Uniform(-H, H)`` and carry ``BinaryKernelClip``, so any Keras
-optimizer clips them to ``[-H, H]`` after each update; ``BinaryConnectOptimizer``
-also applies ``W_LR_scale`` to the step.
+Binary kernels start `Uniform(-H, H)` and carry `BinaryKernelClip`, so any Keras
+optimizer clips them to `[-H, H]` after each update; `BinaryConnectOptimizer`
+also applies `W_LR_scale` to the step.
 """
 
 from __future__ import annotations
@@ -24,14 +24,13 @@ from typing import Any
 import keras
 from keras import ops
 
-from bclab.binarize import binarization, glorot_H, straight_through
-from bclab.constraints import BinaryKernelClip
-from bclab.errors import invalid_value
+from bclab.core.binarize import binarization, glorot_H, straight_through
+from bclab.core.constraints import BinaryKernelClip
+from bclab.validation import invalid_value
 
 _OWNED_WHEN_BINARY = ("kernel_initializer", "kernel_constraint")
-_SAMPLER_SEED_OFFSET = 1_000_003  # a prime, far from the per-layer seeds of bclab.models
+_SAMPLER_SEED_OFFSET = 1_000_003  # a prime, far from the per-layer seeds of bclab.train.models
 _SAMPLER_STATE_KEY = "sampler_state"
-
 
 
 def _check_H(H: Any) -> float | str:
@@ -109,9 +108,9 @@ class BinaryKernelMixin:
             self.kernel_constraint = BinaryKernelClip(self.H, self.W_LR_scale, self.name)
 
     def binary_kernel(self, training: bool = False):
-        """The kernel the forward pass uses: ``binarization(W, H, ...)``.
+        """The kernel the forward pass uses: `binarization(W, H, ...)`.
 
-        ``training=True`` draws a fresh sample in stochastic mode; ``training=False``
+        `training=True` draws a fresh sample in stochastic mode; `training=False`
         is the reference's test-time kernel. No gradient flows through the result.
         """
         if not self.binary:
@@ -166,19 +165,19 @@ class BinaryKernelMixin:
 
 @keras.saving.register_keras_serializable(package="bclab")
 class BinaryDense(BinaryKernelMixin, keras.layers.Dense):
-    """A Dense layer with BinaryConnect weights (reference ``DenseLayer``).
+    """A Dense layer with BinaryConnect weights (reference `DenseLayer`).
 
     Args:
         units: output size.
         binary: binarize the kernel (False gives a plain Dense layer).
         stochastic: Bernoulli(hard_sigmoid(W/H)) sampling while training;
             otherwise deterministic rounding (sign).
-        H: binary magnitude, a positive float or ``"glorot"``
-            (``sqrt(1.5 / (fan_in + fan_out))``).
-        W_LR_scale: step multiplier for this kernel, a positive float, ``"glorot"``
-            (``1 / sqrt(1.5 / (fan_in + fan_out))``) or None (1).
+        H: binary magnitude, a positive float or `"glorot"`
+            (`sqrt(1.5 / (fan_in + fan_out))`).
+        W_LR_scale: step multiplier for this kernel, a positive float, `"glorot"`
+            (`1 / sqrt(1.5 / (fan_in + fan_out))`) or None (1).
         seed: seed for the initializer and the stochastic sampling.
-        **kwargs: the usual ``keras.layers.Dense`` arguments.
+        **kwargs: the usual `keras.layers.Dense` arguments.
     """
 
     def __init__(self, units, binary=True, stochastic=True, H=1.0, W_LR_scale="glorot", seed=None, **kwargs):
@@ -200,10 +199,10 @@ class BinaryDense(BinaryKernelMixin, keras.layers.Dense):
 
 @keras.saving.register_keras_serializable(package="bclab")
 class BinaryConv2D(BinaryKernelMixin, keras.layers.Conv2D):
-    """A Conv2D layer with BinaryConnect weights (reference ``Conv2DLayer``).
+    """A Conv2D layer with BinaryConnect weights (reference `Conv2DLayer`).
 
-    Same binary arguments as ``BinaryDense``; fan-in is ``k*k*C_in`` and fan-out
-    ``k*k*C_out``, as in the reference. The usual ``keras.layers.Conv2D`` arguments
+    Same binary arguments as `BinaryDense`; fan-in is `k*k*C_in` and fan-out
+    `k*k*C_out`, as in the reference. The usual `keras.layers.Conv2D` arguments
     pass through.
     """
 
@@ -233,7 +232,7 @@ class BinaryConv2D(BinaryKernelMixin, keras.layers.Conv2D):
 
 
 def binary_layers(model: keras.Model) -> list[BinaryKernelMixin]:
-    """The model's binary layers (``binary=True``), in the order Keras lists them."""
+    """The model's binary layers (`binary=True`), in the order Keras lists them."""
     found = []
     for layer in model.layers:
         if isinstance(layer, BinaryKernelMixin) and layer.binary:
@@ -244,10 +243,10 @@ def binary_layers(model: keras.Model) -> list[BinaryKernelMixin]:
 
 
 def binary_weights(model: keras.Model, training: bool = False) -> dict[str, tuple[Any, Any]]:
-    """``{layer name: (W, Wb)}`` as NumPy arrays: the real kernel and the binary one in use.
+    """`{layer name: (W, Wb)}` as NumPy arrays: the real kernel and the binary one in use.
 
-    ``training=False`` gives the test-time kernel (deterministic: ``H*sign(W)``;
-    stochastic: ``W``); ``training=True`` draws a training-time sample.
+    `training=False` gives the test-time kernel (deterministic: `H*sign(W)`;
+    stochastic: `W`); `training=True` draws a training-time sample.
     """
     return {
         layer.name: (ops.convert_to_numpy(layer.kernel), ops.convert_to_numpy(layer.binary_kernel(training)))

@@ -1,7 +1,7 @@
-"""Export a trace's scalar series to TensorBoard event files (``tf.summary``).
+"""Export a trace's scalar series to TensorBoard event files (`tf.summary`).
 
-Model-level scalars go under ``model/<name>``, binary layers' under
-``<layer>/<name>`` and other parameters' under ``params/<param>/<name>``; the x axis
+Model-level scalars go under `model/<name>`, binary layers' under
+`<layer>/<name>` and other parameters' under `params/<param>/<name>`; the x axis
 is the training step.
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 
-from bclab.trace import Trace
+from bclab.trace.store import Trace
 
 
 def export_scalars(trace: Trace, logdir: str | os.PathLike) -> None:
-    """Write every scalar series of ``trace`` as TensorBoard events into ``logdir``."""
+    """Write every scalar series of `trace` as TensorBoard events into `logdir`."""
     import tensorflow as tf
 
     series = [(f"model/{name}", name, None) for name in trace.scalar_names()]
