@@ -16,11 +16,14 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from bclab.config import ARCHITECTURES, MODES, OPTIMIZERS, SIZES, TRACE_LEVELS, RunConfig
-from bclab.data import DATASETS
+from bclab.data import DATASETS, FILE_SOURCES
+from bclab.validation import check_glorot_or_positive, invalid_value
 
 _FIELDS = (
     "dataset",
@@ -46,21 +49,30 @@ _FIELDS = (
 )
 
 
-def _h_value(text: str) -> float | str:
-    return "glorot" if text.lower() == "glorot" else float(text)
+def _text_argument(check: Callable[[str, str], Any], name: str) -> Callable[[str], Any]:
+    """An argparse `type` that parses and checks the text with `check`; its error names the flag."""
 
+    def parse(text: str) -> Any:
+        try:
+            return check(name, text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
 
-def _scale_value(text: str) -> float | str | None:
-    return None if text.lower() == "none" else _h_value(text)
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bclab", description="BinaryConnect on Keras 3: train and inspect runs.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train a BinaryConnect network and write metrics, model and trace")
-    train.add_argument("--recipe", choices=("mnist", "cifar10", "svhn"), help="start from a paper recipe")
-    train.add_argument("--dataset", choices=DATASETS + ("npz", "idx"), help="default: mnist-5k (embedded)")
+    # An option left out is absent from the namespace, so the config's value stands.
+    train = commands.add_parser(
+        "train",
+        help="train a BinaryConnect network and write metrics, model and trace",
+        argument_default=argparse.SUPPRESS,
+    )
+    train.add_argument("--recipe", choices=("mnist", "cifar10", "svhn"), default=None, help="start from a recipe")
+    train.add_argument("--dataset", choices=DATASETS + FILE_SOURCES, help="default: mnist-5k (embedded)")
     train.add_argument("--data-path", help="a .npz file (dataset npz) or a folder of IDX files (dataset idx)")
     train.add_argument("--n-train", type=int, help="keep the first N training examples")
     train.add_argument("--n-validation", type=int, help="the last N training examples validate")
@@ -70,22 +82,25 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--hidden-units", type=int, help="MLP hidden width (overrides --size)")
     train.add_argument("--hidden-layers", type=int)
     train.add_argument("--mode", choices=MODES, help="deterministic, stochastic or float (no binarization)")
-    train.add_argument("--H", type=_h_value, help='binary magnitude: a float or "glorot"')
-    train.add_argument("--W-LR-scale", dest="W_LR_scale", type=_scale_value, help='a float, "glorot" or "none"')
+    glorot_or_none = partial(check_glorot_or_positive, allow_none=True)
+    train.add_argument("--H", type=_text_argument(check_glorot_or_positive, "H"), help='a number or "glorot"')
+    train.add_argument(
+        "--W-LR-scale", type=_text_argument(glorot_or_none, "W_LR_scale"), help='a number, "glorot" or "none"'
+    )
     train.add_argument("--optimizer", choices=OPTIMIZERS)
     train.add_argument("--lr-start", type=float)
     train.add_argument("--lr-end", type=float)
     train.add_argument("--batch-size", type=int)
     train.add_argument("--epochs", type=int)
     train.add_argument("--seed", type=int)
-    train.add_argument("--trace", metavar="PATH", help="save the step trace to PATH (.npz)")
+    train.add_argument("--trace", metavar="PATH", default=None, help="save the step trace to PATH (.npz)")
     train.add_argument("--trace-level", choices=TRACE_LEVELS[1:], default="full")
     train.add_argument("--trace-sample", type=int, help="tracked weights per layer (default 256)")
-    train.add_argument("--tensorboard", metavar="DIR", help="also export the trace's scalars as TensorBoard events")
+    train.add_argument("--tensorboard", metavar="DIR", default=None, help="also export the scalars to TensorBoard")
     train.add_argument("--jit-compile", action="store_true", help="compile the step with XLA")
-    train.add_argument("--config", metavar="JSON", help="start from a saved config.json")
+    train.add_argument("--config", metavar="JSON", default=None, help="start from a saved config.json")
     train.add_argument("--out", default=None, help="output folder (default runs/<time>-<dataset>-<mode>)")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--quiet", action="store_true", default=False, help="no progress bar")
 
     trace = commands.add_parser("trace", help="inspect a saved trace")
     trace_commands = trace.add_subparsers(dest="trace_command", required=True)
@@ -102,64 +117,41 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.config:
         config = RunConfig.from_json(Path(args.config).read_text())
     elif args.recipe:
-        config = RunConfig.recipe(args.recipe, size=args.size or "paper")
+        config = RunConfig.recipe(args.recipe, size=getattr(args, "size", "paper"))
     else:
         config = RunConfig()
-    changes: dict[str, Any] = {name: getattr(args, name) for name in _FIELDS if getattr(args, name, None) is not None}
-    changes.pop("jit_compile", None)
-    if args.jit_compile:
-        changes["jit_compile"] = True
+    changes: dict[str, Any] = {name: getattr(args, name) for name in _FIELDS if hasattr(args, name)}
     if changes.get("data_path") and "dataset" not in changes:
         changes["dataset"] = "npz" if str(changes["data_path"]).endswith(".npz") else "idx"
     changes["trace"] = args.trace_level if (args.trace or args.tensorboard) else "off"
     return config.replace(**changes)
 
 
-def _check_out(out: Path) -> None:
+def _check_paths(args: argparse.Namespace, out: Path) -> None:
+    """Refuses, before training, outputs that would overwrite something."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(
-            f"Received an invalid value for `--out`, expected a new or empty folder. Received: --out={out}"
-        )
+        raise invalid_value("--out", str(out), "a new or empty folder")
+    if args.trace and Path(args.trace).is_dir():
+        raise invalid_value("--trace", args.trace, "a file path, not a folder")
+    if args.tensorboard and Path(args.tensorboard).is_file():
+        raise invalid_value("--tensorboard", args.tensorboard, "a folder path, not a file")
 
 
 def train(args: argparse.Namespace) -> int:
+    """`bclab train`: 0 when done, 130 when interrupted (what was completed is written)."""
     config = config_from_args(args)
     out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{config.dataset}-{config.mode}")
-    _check_out(out)
-    for flag, path in (("--trace", args.trace), ("--tensorboard", args.tensorboard)):
-        if path and Path(path).exists() and (Path(path).is_dir() if flag == "--trace" else Path(path).is_file()):
-            raise ValueError(f"Received an invalid value for `{flag}`, expected a new path. Received: {flag}={path}")
-
-    import keras
+    _check_paths(args, out)
 
     from bclab.train.trainer import Trainer
 
     trainer = Trainer(config)
-    log = logging.getLogger("bclab")
-    log.info("device: %s", trainer.device)
-    print(
+    logging.getLogger("bclab").info("device: %s", trainer.device)
+    _say(
         f"bclab: device {trainer.device}; data {trainer.dataset.source}; "
-        f"{trainer.steps_total} steps ({config.epochs} epochs x {trainer.batches_per_epoch} batches)",
-        file=sys.stderr,
+        f"{trainer.steps_total} steps ({config.epochs} epochs x {trainer.batches_per_epoch} batches)"
     )
-    bar = None if args.quiet else keras.utils.Progbar(trainer.steps_total, stateful_metrics=["epoch", "val_err"])
-    last: dict[str, float] = {}
-    interrupted = False
-    try:
-        while not trainer.done:
-            result = trainer.step()
-            if result is not None:
-                last = {"epoch": result.epoch, "val_err": result.val_error}
-                print(
-                    f"\nepoch {result.epoch}: train loss {result.train_loss:.4f}, val error {result.val_error:.2f} %, "
-                    f"test error {result.test_error:.2f} %, lr {result.lr:.3g}",
-                    file=sys.stderr,
-                )
-            if bar is not None:
-                bar.update(trainer.global_step, values=list(last.items()))
-    except KeyboardInterrupt:
-        interrupted = True
-        print("\nbclab: interrupted; writing what was completed", file=sys.stderr)
+    interrupted = not _run(trainer, progress_bar=not args.quiet)
     _write_outputs(trainer, out, interrupted)
     if args.trace and trainer.trace is not None:
         trainer.trace.save(args.trace)
@@ -169,12 +161,38 @@ def train(args: argparse.Namespace) -> int:
         export_scalars(trainer.trace, args.tensorboard)
     best = trainer.best()
     if best is not None:
-        print(
+        _say(
             f"bclab: test error {best.test_error:.2f} % at the best validation epoch {best.epoch} "
-            f"(val {best.val_error:.2f} %); written to {out}",
-            file=sys.stderr,
+            f"(val {best.val_error:.2f} %); written to {out}"
         )
     return 130 if interrupted else 0
+
+
+def _run(trainer, progress_bar: bool) -> bool:
+    """Trains to the end (True) or until Ctrl-C (False, after the current step)."""
+    import keras
+
+    bar = keras.utils.Progbar(trainer.steps_total, stateful_metrics=["epoch", "val_err"]) if progress_bar else None
+    last: dict[str, float] = {}
+    try:
+        while not trainer.done:
+            result = trainer.step()
+            if result is not None:
+                last = {"epoch": result.epoch, "val_err": result.val_error}
+                _say(
+                    f"\nepoch {result.epoch}: train loss {result.train_loss:.4f}, val error {result.val_error:.2f} %, "
+                    f"test error {result.test_error:.2f} %, lr {result.lr:.3g}"
+                )
+            if bar is not None:
+                bar.update(trainer.global_step, values=list(last.items()))
+    except KeyboardInterrupt:
+        _say("\nbclab: interrupted; writing what was completed")
+        return False
+    return True
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr)
 
 
 def _write_outputs(trainer, out: Path, interrupted: bool) -> None:

@@ -9,17 +9,31 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from bclab.data import DATASETS, DEFAULT_DATASET
-from bclab.validation import invalid_value
+from bclab.data import DATASETS, DEFAULT_DATASET, FILE_SOURCES
+from bclab.validation import (
+    check_choice,
+    check_flag,
+    check_fraction,
+    check_glorot_or_positive,
+    check_int,
+    check_mapping,
+    check_optional_positive_int,
+    check_positive_float,
+    check_positive_int,
+    invalid_data,
+    invalid_value,
+)
 
 MODES = ("deterministic", "stochastic", "float")
 ARCHITECTURES = ("mlp", "cnn")
 OPTIMIZERS = ("adam", "adamax", "sgd")
-TRACE_LEVELS = ("off", "scalars", "full")
+TRACE_LEVELS = ("off", "scalars", "full")  # the one list of trace levels (the step uses it too)
 SIZES = ("paper", "small", "tiny")
 
 # Hidden widths per recipe and size. "paper" is the published network.
@@ -64,20 +78,55 @@ _RECIPES = {
 }
 
 
-def _positive_int(name: str, value: Any, allow_zero: bool = False) -> None:
-    low = 0 if allow_zero else 1
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise invalid_value(name, value, "a non-negative integer" if allow_zero else "a positive integer")
+def _optional_path(name: str, value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)  # a str in the config, so that it round-trips through JSON
+    raise invalid_value(name, value, "None or a path")
 
 
-def _positive_float(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise invalid_value(name, value, "a positive finite number")
+def _channels(name: str, value: Any) -> tuple[int, int, int] | None:
+    expected = "None or three positive integers"
+    if value is None:
+        return None
+    try:
+        channels = tuple(check_positive_int(name, c) for c in value)
+    except (TypeError, ValueError):
+        raise invalid_value(name, value, expected) from None
+    if len(channels) != 3:
+        raise invalid_value(name, value, expected)
+    return channels
 
 
-def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise invalid_value(name, value, f"one of {list(choices)}")
+# field -> its check, which returns the value normalized (an int, a float, "glorot", a tuple).
+_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "dataset": partial(check_choice, choices=DATASETS + FILE_SOURCES),
+    "data_path": _optional_path,
+    "n_train": check_optional_positive_int,
+    "n_validation": partial(check_int, minimum=0),
+    "n_test": check_optional_positive_int,
+    "architecture": partial(check_choice, choices=ARCHITECTURES),
+    "size": partial(check_choice, choices=SIZES),
+    "hidden_units": check_optional_positive_int,
+    "hidden_layers": check_positive_int,
+    "conv_channels": _channels,
+    "fc_units": check_optional_positive_int,
+    "mode": partial(check_choice, choices=MODES),
+    "H": check_glorot_or_positive,
+    "W_LR_scale": partial(check_glorot_or_positive, allow_none=True),
+    "optimizer": partial(check_choice, choices=OPTIMIZERS),
+    "lr_start": check_positive_float,
+    "lr_end": check_positive_float,
+    "batch_size": check_positive_int,
+    "epochs": check_positive_int,
+    "seed": partial(check_int, minimum=0),
+    "bn_alpha": partial(check_fraction, expected="a number in (0, 1] (Keras momentum = 1 - alpha)"),
+    "bn_epsilon": check_positive_float,
+    "trace": partial(check_choice, choices=TRACE_LEVELS),
+    "trace_sample": partial(check_int, minimum=0),
+    "jit_compile": check_flag,
+}
 
 
 @dataclass(frozen=True)
@@ -91,6 +140,8 @@ class RunConfig:
     `n_validation`: the last n training examples validate (reference split).
     `trace`: "off", "scalars" (per-step scalars and timeline) or "full" (plus
     histograms, binary counts and tracked weights).
+    Each field is checked on construction (`_CHECKS`) and kept normalized: `H=1` is kept as
+    1.0, `H="Glorot"` as "glorot", a path as a str, `conv_channels` as a tuple.
     """
 
     dataset: str = DEFAULT_DATASET
@@ -120,46 +171,10 @@ class RunConfig:
     jit_compile: bool = False
 
     def __post_init__(self) -> None:
-        if self.dataset not in DATASETS + ("npz", "idx"):
-            raise invalid_value("dataset", self.dataset, f"one of {list(DATASETS + ('npz', 'idx'))}")
-        if self.dataset in ("npz", "idx") and not self.data_path:
+        for name, check in _CHECKS.items():
+            object.__setattr__(self, name, check(name, getattr(self, name)))
+        if self.dataset in FILE_SOURCES and not self.data_path:
             raise invalid_value("data_path", self.data_path, f"a path to the {self.dataset} data")
-        for name in ("n_train", "n_test"):
-            if getattr(self, name) is not None:
-                _positive_int(name, getattr(self, name))
-        _positive_int("n_validation", self.n_validation, allow_zero=True)
-        _choice("architecture", self.architecture, ARCHITECTURES)
-        _choice("size", self.size, SIZES)
-        _choice("mode", self.mode, MODES)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("trace", self.trace, TRACE_LEVELS)
-        for name in ("hidden_units", "fc_units"):
-            if getattr(self, name) is not None:
-                _positive_int(name, getattr(self, name))
-        _positive_int("hidden_layers", self.hidden_layers)
-        if self.conv_channels is not None:
-            channels = tuple(self.conv_channels)
-            if len(channels) != 3 or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in channels):
-                raise invalid_value("conv_channels", self.conv_channels, "three positive integers")
-            object.__setattr__(self, "conv_channels", channels)
-        if not (isinstance(self.H, str) and self.H.lower() == "glorot"):
-            _positive_float("H", self.H)
-        if self.W_LR_scale is not None and not (
-            isinstance(self.W_LR_scale, str) and self.W_LR_scale.lower() == "glorot"
-        ):
-            _positive_float("W_LR_scale", self.W_LR_scale)
-        _positive_float("lr_start", self.lr_start)
-        _positive_float("lr_end", self.lr_end)
-        _positive_int("batch_size", self.batch_size)
-        _positive_int("epochs", self.epochs)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise invalid_value("seed", self.seed, "a non-negative integer")
-        if not 0 < self.bn_alpha <= 1:
-            raise invalid_value("bn_alpha", self.bn_alpha, "a number in (0, 1] (Keras momentum = 1 - alpha)")
-        _positive_float("bn_epsilon", self.bn_epsilon)
-        _positive_int("trace_sample", self.trace_sample, allow_zero=True)
-        if not isinstance(self.jit_compile, bool):
-            raise invalid_value("jit_compile", self.jit_compile, "True or False")
 
     @property
     def binary(self) -> bool:
@@ -202,15 +217,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        if not isinstance(data, dict):
-            raise invalid_value("config", data, "a JSON object of RunConfig fields")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"Unknown RunConfig fields {unknown}. Known fields: {sorted(known)}")
-        data = dict(data)
-        if data.get("conv_channels") is not None:
-            data["conv_channels"] = tuple(data["conv_channels"])
+        check_mapping("config", data, allowed=[f.name for f in dataclasses.fields(cls)])
         return cls(**data)
 
     @classmethod
@@ -218,7 +225,9 @@ class RunConfig:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
-            raise ValueError(f"The config is not valid JSON: {error}") from error
+            raise invalid_data(
+                "config", "a JSON object of RunConfig fields", f"text that is not valid JSON ({error})"
+            ) from error
         return cls.from_dict(data)
 
     @classmethod

@@ -21,6 +21,15 @@ def invalid_value(name: str, value: Any, expected: str) -> ValueError:
     return ValueError(f"Received an invalid value for `{name}`, expected {expected}. Received: {name}={value!r}")
 
 
+def invalid_data(name: str, expected: str, received: str) -> ValueError:
+    """The formula for the contents of an array or a file, where the value is too big to print.
+
+    `ValueError("Invalid data in `name`, expected <expected>. Received: <received>")`; `received`
+    points at the offending part, e.g. "y_train[5]=12" or "x_train.shape=(3, 4)".
+    """
+    return ValueError(f"Invalid data in `{name}`, expected {expected}. Received: {received}")
+
+
 def check_int(name: str, value: Any, minimum: int | None = None) -> int:
     """An integer (not a bool; NumPy integers pass) of at least `minimum`."""
     if minimum == 1:
@@ -29,15 +38,20 @@ def check_int(name: str, value: Any, minimum: int | None = None) -> int:
         expected = "a non-negative integer"
     else:
         expected = "an integer" if minimum is None else f"an integer >= {minimum}"
-    if isinstance(value, bool):
-        raise invalid_value(name, value, expected)
-    try:
-        result = operator.index(value)
-    except TypeError:
-        raise invalid_value(name, value, expected) from None
+    result = _as_int(name, value, expected)
     if minimum is not None and result < minimum:
         raise invalid_value(name, value, expected)
     return result
+
+
+def _as_int(name: str, value: Any, expected: str) -> int:
+    """`operator.index(value)`: ints and NumPy integers, not bools, floats or text."""
+    if isinstance(value, bool):
+        raise invalid_value(name, value, expected)
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise invalid_value(name, value, expected) from None
 
 
 def check_positive_int(name: str, value: Any) -> int:
@@ -47,6 +61,15 @@ def check_positive_int(name: str, value: Any) -> int:
 def check_optional_positive_int(name: str, value: Any) -> int | None:
     """None, or a positive integer."""
     return None if value is None else check_int(name, value, 1)
+
+
+def check_int_between(name: str, value: Any, low: int, high: int, expected: str | None = None) -> int:
+    """An integer (not a bool) in [low, high]."""
+    expected = expected or f"an integer in [{low}, {high}]"
+    result = _as_int(name, value, expected)
+    if not low <= result <= high:
+        raise invalid_value(name, value, expected)
+    return result
 
 
 def check_real(name: str, value: Any, expected: str = "a real number") -> float:

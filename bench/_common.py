@@ -1,6 +1,6 @@
 """Shared helpers of the bench scripts: machine info, tables, JSON results.
 
-Not a library module: the scripts run as ``python bench/<name>.py`` and import this
+Not a library module: the scripts run as `python bench/<name>.py` and import this
 file from their own folder. Nothing here imports TensorFlow at import time.
 """
 
@@ -70,7 +70,7 @@ def median(values: Sequence[float]) -> float:
 
 
 def write_results(name: str, out_dir: str | os.PathLike, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` to ``<out_dir>/<name>.json`` and return the path."""
+    """Write `payload` to `<out_dir>/<name>.json` and return the path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.json"

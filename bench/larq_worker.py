@@ -1,15 +1,15 @@
-"""larq side of ``bench/throughput.py``: runs inside ``bench/.venv-larq`` (Keras 2, tf-keras).
+"""larq side of `bench/throughput.py`: runs inside `bench/.venv-larq` (Keras 2, tf-keras).
 
-Trains the paper's MNIST MLP shape with ``larq.layers.QuantDense`` (``ste_sign`` kernel
-quantizer, ``weight_clip`` constraint, no input quantizer) + BatchNorm + ReLU, Adam, the
+Trains the paper's MNIST MLP shape with `larq.layers.QuantDense` (`ste_sign` kernel
+quantizer, `weight_clip` constraint, no input quantizer) + BatchNorm + ReLU, Adam, the
 squared hinge loss, through a manual compiled train step (the same path the bclab side
-uses), on the batches that ``throughput.py`` saved to ``--data``.
+uses), on the batches that `throughput.py` saved to `--data`.
 
 Protocol (one long-lived process, so the parent can alternate bclab and larq
-repetitions): after building and warming up it prints ``@@{"ready": true, ...}``; then
-for every stdin line ``run N`` it times N steps and prints
-``@@{"steps": N, "seconds": s, "steps_per_second": N / s}``; ``quit`` ends it.
-Lines without the ``@@`` prefix are not part of the protocol.
+repetitions): after building and warming up it prints `@@{"ready": true, ...}`; then
+for every stdin line `run N` it times N steps and prints
+`@@{"steps": N, "seconds": s, "steps_per_second": N / s}`; `quit` ends it.
+Lines without the `@@` prefix are not part of the protocol.
 """
 
 from __future__ import annotations

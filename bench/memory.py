@@ -1,12 +1,12 @@
 """Peak resident memory of a training run with the lab's default settings.
 
-Each measurement runs in a fresh subprocess (``--worker``), so the peak is the run's own:
-it imports TensorFlow and bclab, builds ``Trainer(RunConfig(trace=...))`` (the defaults: a
+Each measurement runs in a fresh subprocess (`--worker`), so the peak is the run's own:
+it imports TensorFlow and bclab, builds `Trainer(RunConfig(trace=...))` (the defaults: a
 small deterministic MLP on the embedded mnist-5k digits, trace "full") and runs N steps
 (default: the whole default run, 10 epochs). Reported per run: VmHWM (peak resident set,
-/proc/self/status; ``resource.getrusage`` ru_maxrss where /proc is missing) after the
+/proc/self/status; `resource.getrusage` ru_maxrss where /proc is missing) after the
 imports, after building the Trainer and at the end, and the trace's own
-``Trace.memory_bytes()``. A trace="off" run alongside shows what the trace costs.
+`Trace.memory_bytes()`. A trace="off" run alongside shows what the trace costs.
 
 Usage:
   python bench/memory.py                 # trace full and off, the whole default run
@@ -63,8 +63,7 @@ def worker(trace: str, steps: int | None, overrides: dict[str, Any]) -> dict[str
     import keras  # noqa: F401  (counted in the import baseline)
     import tensorflow as tf  # noqa: F401
 
-    from bclab.config import RunConfig
-    from bclab.train.trainer import Trainer
+    from bclab import RunConfig, Trainer
 
     after_import, source = peak_rss_bytes()
     config = RunConfig(trace=trace, **overrides)
@@ -91,7 +90,7 @@ def worker(trace: str, steps: int | None, overrides: dict[str, Any]) -> dict[str
 
 
 def measure(trace: str, steps: int | None, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Run ``worker`` in a fresh Python process and return its result."""
+    """Run `worker` in a fresh Python process and return its result."""
     command = [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -127,21 +126,8 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    overrides = json.loads(args.overrides)
-    if args.worker:
-        result = worker(args.traces, args.steps, overrides)
-        print("@@" + json.dumps(result), flush=True)
-        return 0
-    load_before = _common.load_average()
-    traces = [t.strip() for t in args.traces.split(",") if t.strip()]
-    print(
-        f"bclab memory | RunConfig() defaults{' + ' + json.dumps(overrides) if overrides else ''} | "
-        f"steps {args.steps or 'whole run'} | load average before {load_before}",
-        flush=True,
-    )
-    runs = [measure(trace, args.steps, overrides) for trace in traces]
+def print_table(runs: list[dict[str, Any]]) -> None:
+    """One row per run: the peaks in MB after import, after build and at the end, and the trace's size."""
     rows = [
         [
             r["trace"],
@@ -171,6 +157,24 @@ def main(argv=None) -> int:
             rows,
         )
     )
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    overrides = json.loads(args.overrides)
+    if args.worker:
+        result = worker(args.traces, args.steps, overrides)
+        print("@@" + json.dumps(result), flush=True)
+        return 0
+    load_before = _common.load_average()
+    traces = [t.strip() for t in args.traces.split(",") if t.strip()]
+    print(
+        f"bclab memory | RunConfig() defaults{' + ' + json.dumps(overrides) if overrides else ''} | "
+        f"steps {args.steps or 'whole run'} | load average before {load_before}",
+        flush=True,
+    )
+    runs = [measure(trace, args.steps, overrides) for trace in traces]
+    print_table(runs)
     machine = _common.machine_info(load_before)
     payload = {"benchmark": "memory", "machine": machine, "smoke": args.smoke, "settings": vars(args), "runs": runs}
     path = _common.write_results("memory", args.out, payload)

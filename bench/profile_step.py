@@ -1,18 +1,18 @@
 """What the bclab train step costs on top of a plain Dense step: timed variants, side by side.
 
-A profiling aid for ``throughput.py``'s bclab/dense ratio. Variants of the paper MLP
+A profiling aid for `throughput.py`'s bclab/dense ratio. Variants of the paper MLP
 (same data, same compiled train step, interleaved repetitions):
 
   dense                 keras Dense + Adam (the baseline)
   bclab                 BinaryDense + BinaryConnectOptimizer, as shipped
   bclab, no scale/clip  BinaryDense forward/backward + plain Adam, kernel constraint removed:
                         the cost of the binarization alone
-  bclab, fused fwd      BinaryDense with the kernel computed as ``where(W >= 0, H, -H)`` and an
+  bclab, fused fwd      BinaryDense with the kernel computed as `where(W >= 0, H, -H)` and an
                         identity custom gradient (patched on the instances here, not in bclab),
                         + BinaryConnectOptimizer: what a fused forward would save
   bclab, fused fwd, no scale/clip   both of the above
 
-Deterministic mode only: ``hard_sigmoid(W/H) >= 0.5`` is ``W >= 0`` for every float W
+Deterministic mode only: `hard_sigmoid(W/H) >= 0.5` is `W >= 0` for every float W
 (also -0.0), so the fused kernel is the same tensor. Nothing here changes bclab.
 
 Usage: python bench/profile_step.py [--size paper] [--steps 5] [--reps 5] [--smoke]
@@ -27,7 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
-import throughput  # noqa: E402
+from contenders import StepContender, dense_contender, mnist_batches  # noqa: E402
+from timing import measure, print_group, summarize  # noqa: E402
 
 _common.quiet_tensorflow()
 
@@ -45,10 +46,9 @@ def fuse_forward(model) -> None:
         def binary_ste(W, H=H):
             return tf.where(W >= 0, H, -H), lambda dy: dy
 
+        # Leaves `binary_kernel_in_use` unset: only bclab's instrumented step reads it, not this train step.
         def kernel_for_call(self, training):
-            Wb = binary_ste(tf.convert_to_tensor(self.kernel))
-            self._last_binary_kernel = Wb
-            return Wb
+            return binary_ste(tf.convert_to_tensor(self.kernel))
 
         layer._kernel_for_call = types.MethodType(kernel_for_call, layer)
 
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     dataset = bcdata.load_dataset("mnist-5k")
     config = RunConfig.recipe("mnist", size=args.size, mode="deterministic")
     shape, classes = dataset.image_shape, dataset.num_classes
-    batches = throughput.mnist_batches(dataset, config.batch_size, 10)
+    batches = mnist_batches(dataset, config.batch_size, 10)
 
     def variant(name, fused: bool, scale_and_clip: bool):
         keras.utils.set_random_seed(0)
@@ -96,19 +96,19 @@ def main(argv=None) -> int:
         else:
             drop_constraints(model)
             optimizer = make_optimizer(config)
-        return throughput.StepContender(name, model, optimizer, batches)
+        return StepContender(name, model, optimizer, batches)
 
     contenders = [
-        throughput.dense_contender("dense", config, shape, classes, batches),
+        dense_contender("dense", config, shape, classes, batches),
         variant("bclab", fused=False, scale_and_clip=True),
         variant("bclab, no scale/clip", fused=False, scale_and_clip=False),
         variant("bclab, fused fwd", fused=True, scale_and_clip=True),
         variant("bclab, fused fwd, no scale/clip", fused=True, scale_and_clip=False),
     ]
-    rates = throughput.measure(contenders, args.steps, args.reps, args.warmup)
+    rates = measure(contenders, args.steps, args.reps, args.warmup)
     ratios = {f"{name}/dense": (name, "dense") for name in rates if name != "dense"}
     units = config.units
-    result = throughput.summarize(
+    result = summarize(
         "profile",
         rates,
         ratios,
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
             "description": f"MLP 784-{units}x3-10, batch 100, {args.steps} steps x {args.reps} reps, compiled step (no XLA)"
         },
     )
-    throughput.print_group(result)
+    print_group(result)
     machine = _common.machine_info(load_before)
     path = _common.write_results(
         "profile_step",

@@ -1,14 +1,14 @@
 """Reproduce the paper's MNIST result (Table 2) with bclab.Trainer.
 
 For each mode (deterministic, stochastic, float = "no regularizer") and seed, trains
-``RunConfig.recipe("mnist", size=..., dataset=..., epochs=...)`` and reports the test
+`RunConfig.recipe("mnist", size=..., dataset=..., epochs=...)` and reports the test
 error at the epoch with the best validation error (ties go to the later epoch), as the
 reference scripts do; then mean +- std over seeds next to the paper's figures.
 
 The paper's run is the full recipe: real MNIST (train 50k / validation 10k / test 10k),
-the 784-2048-2048-2048-10 network, 250 epochs; that needs ``--dataset mnist`` (downloaded
+the 784-2048-2048-2048-10 network, 250 epochs; that needs `--dataset mnist` (downloaded
 once by keras.datasets, then cached) and a GPU (hours on a CPU). On a CPU, a reduced run
-(``--dataset mnist-5k --size small --epochs 20``: 3,000 train / 1,000 validation /
+(`--dataset mnist-5k --size small --epochs 20`: 3,000 train / 1,000 validation /
 1,000 test digits) finishes in minutes; its errors are not comparable with the paper's
 (far less data, a smaller network, a shorter schedule), it checks that the pipeline
 trains and ranks the modes.
@@ -33,7 +33,7 @@ import _common  # noqa: E402
 
 _common.quiet_tensorflow()
 
-# Paper, Table 2, MNIST test error in percent (mean, std over runs); reference section 5.
+# Paper, Table 2, MNIST test error in percent (mean, std over runs): docs/binaryconnect-reference.md, section 5.
 PAPER_MNIST = {
     "deterministic": (1.29, 0.08),
     "stochastic": (1.18, 0.04),
@@ -76,8 +76,8 @@ def parse_args(argv=None):
 
 
 def run_one(args, mode: str, seed: int, dataset) -> dict[str, Any]:
-    from bclab.config import RunConfig
-    from bclab.train.trainer import Trainer, best_epoch
+    from bclab import RunConfig, Trainer
+    from bclab.train.trainer import best_epoch
 
     config = RunConfig.recipe(
         "mnist",
@@ -116,6 +116,7 @@ def run_one(args, mode: str, seed: int, dataset) -> dict[str, Any]:
 
 
 def summarize(runs: list[dict[str, Any]], modes: list[str]) -> dict[str, Any]:
+    """Per mode: mean and std over seeds of the test error at the best validation epoch, and the paper's."""
     summary = {}
     for mode in modes:
         errors = [r["test_error_at_best_val"] for r in runs if r["mode"] == mode]
@@ -130,12 +131,41 @@ def summarize(runs: list[dict[str, Any]], modes: list[str]) -> dict[str, Any]:
     return summary
 
 
+def print_summary(summary: dict[str, Any]) -> None:
+    """The table: the paper's figure and ours per mode, with the per-seed errors and best epochs."""
+    rows = [
+        [
+            MODE_LABELS[m],
+            f"{s['paper_mean']:.2f} +- {s['paper_std']:.2f}",
+            f"{s['test_error_mean']:.2f} +- {s['test_error_std']:.2f}",
+            len(s["per_seed"]),
+            " ".join(f"{e:.2f}" for e in s["per_seed"]),
+            " ".join(map(str, s["best_epochs"])),
+        ]
+        for m, s in summary.items()
+    ]
+    print("\nTest error (%) at the best validation epoch, mean +- std over seeds")
+    print(_common.format_table(["method", "paper (Table 2)", "bclab", "seeds", "per seed", "best epochs"], rows))
+
+
+def length_note(args, split: dict[str, int], full: bool) -> str:
+    """Whether the run is comparable with the paper's, and the command for the full length if not."""
+    return (
+        "full-length run: comparable with the paper"
+        if full
+        else f"REDUCED run ({args.dataset}: {split['train']} train / {split['validation']} validation / "
+        f"{split['test']} test, size {args.size}, {args.epochs} epochs): not comparable with the paper's "
+        f"figures ({PAPER_LENGTH}). The full length needs real MNIST (--dataset mnist, keras.datasets, "
+        "downloaded once then cached) and a GPU: --dataset mnist --size paper --epochs 250 --seeds 0 1 2 3 4."
+    )
+
+
 def main(argv=None) -> int:
     load_before = _common.load_average()
     args = parse_args(argv)
-    from bclab import data as bcdata
+    from bclab import load_dataset
 
-    dataset = bcdata.load_dataset(args.dataset)
+    dataset = load_dataset(args.dataset)
     print(
         f"bclab reproduce (MNIST, Table 2) | dataset {args.dataset} ({dataset.source}) | size {args.size} | "
         f"epochs {args.epochs} | seeds {args.seeds} | load average before {load_before}",
@@ -153,29 +183,9 @@ def main(argv=None) -> int:
                 flush=True,
             )
     summary = summarize(runs, args.modes)
-    split = runs[0]["split"]
     full = args.dataset == "mnist" and args.size == "paper" and args.epochs >= 250
-    rows = [
-        [
-            MODE_LABELS[m],
-            f"{s['paper_mean']:.2f} +- {s['paper_std']:.2f}",
-            f"{s['test_error_mean']:.2f} +- {s['test_error_std']:.2f}",
-            len(s["per_seed"]),
-            " ".join(f"{e:.2f}" for e in s["per_seed"]),
-            " ".join(map(str, s["best_epochs"])),
-        ]
-        for m, s in summary.items()
-    ]
-    print("\nTest error (%) at the best validation epoch, mean +- std over seeds")
-    print(_common.format_table(["method", "paper (Table 2)", "bclab", "seeds", "per seed", "best epochs"], rows))
-    note = (
-        "full-length run: comparable with the paper"
-        if full
-        else f"REDUCED run ({args.dataset}: {split['train']} train / {split['validation']} validation / "
-        f"{split['test']} test, size {args.size}, {args.epochs} epochs): not comparable with the paper's "
-        f"figures ({PAPER_LENGTH}). The full length needs real MNIST (--dataset mnist, keras.datasets, "
-        "downloaded once then cached) and a GPU: --dataset mnist --size paper --epochs 250 --seeds 0 1 2 3 4."
-    )
+    print_summary(summary)
+    note = length_note(args, runs[0]["split"], full)
     print(f"  note: {note}")
     machine = _common.machine_info(load_before)
     payload = {

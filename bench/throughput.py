@@ -24,434 +24,58 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
+from contenders import (  # noqa: E402
+    LarqContender,
+    TrainerContender,
+    bclab_contender,
+    dense_contender,
+    larq_python,
+    larq_versions,
+    mnist_batches,
+    random_image_batches,
+)
+from timing import measure, print_group, summarize  # noqa: E402
 
 _common.quiet_tensorflow()
-
-LARQ_VENV = _common.BENCH_DIR / ".venv-larq"
-LARQ_PACKAGES = ["larq", "tf-keras", "tensorflow-cpu==2.21.*"]
-TARGETS = {
-    "bclab/dense": ">= 0.95",
-    "bclab/larq": "> 1.0",
-    "trace full/off": ">= 0.90",
-    "trace scalars/off": ">= 0.90",
-}
-
-
-# ----- contenders: name, run(n) -> seconds -----
-
-
-class StepContender:
-    """A model and optimizer trained by one compiled train step (or model.fit), in this process."""
-
-    def __init__(self, name, model, optimizer, batches, *, jit_compile=False, path="step"):
-        import tensorflow as tf
-
-        from bclab.train.models import squared_hinge
-
-        self.name, self.model, self.optimizer, self.path = name, model, optimizer, path
-        self.xs = [tf.constant(x) for x, _ in batches]
-        self.ys = [tf.constant(y) for _, y in batches]
-        self.position = 0
-        variables = model.trainable_variables
-        if path == "fit":
-            model.compile(optimizer=optimizer, loss=squared_hinge, jit_compile=jit_compile)
-            batch = int(self.xs[0].shape[0])
-            x = tf.concat(self.xs, 0)
-            y = tf.concat(self.ys, 0)
-            self.dataset = (
-                tf.data.Dataset.from_tensor_slices((x, y)).batch(batch, drop_remainder=True).repeat().prefetch(2)
-            )
-        else:
-            optimizer.build(variables)
-
-            def train_step(x, y):
-                with tf.GradientTape() as tape:
-                    out = model(x, training=True)
-                    loss = squared_hinge(y, out)
-                grads = tape.gradient(loss, variables)
-                optimizer.apply(grads, variables)
-                return loss
-
-            self.train_step = tf.function(train_step, jit_compile=jit_compile)
-
-    def run(self, n: int) -> float:
-        if self.path == "fit":
-            start = time.perf_counter()
-            self.model.fit(self.dataset, steps_per_epoch=n, epochs=1, verbose=0)
-            return time.perf_counter() - start
-        loss = None
-        start = time.perf_counter()
-        for _ in range(n):
-            loss = self.train_step(self.xs[self.position], self.ys[self.position])
-            self.position = (self.position + 1) % len(self.xs)
-        loss.numpy()  # wait for the last step
-        return time.perf_counter() - start
-
-    def close(self) -> None:
-        pass
-
-
-class TrainerContender:
-    """bclab.Trainer driven by step(); epoch ends (evaluation) are stepped over untimed."""
-
-    def __init__(self, name, config, dataset):
-        from bclab.train.trainer import Trainer
-
-        self.name = name
-        self.trainer = Trainer(config, dataset)
-
-    def _steps_left_in_epoch(self) -> int:
-        t = self.trainer
-        return t.batches_per_epoch - t.global_step % t.batches_per_epoch
-
-    def run(self, n: int) -> float:
-        if self._steps_left_in_epoch() <= n:  # the last step of an epoch also evaluates
-            for _ in range(self._steps_left_in_epoch()):
-                self.trainer.step()
-        start = time.perf_counter()
-        for _ in range(n):
-            self.trainer.step()  # returns after the summaries reached the host
-        return time.perf_counter() - start
-
-    def close(self) -> None:
-        pass
-
-
-class LarqContender:
-    """One long-lived larq worker in bench/.venv-larq; runs a repetition when told."""
-
-    def __init__(self, name, python, batches, *, units, layers, bn_alpha, warmup, xla=False):
-        import numpy as np
-
-        self.name = name
-        self._tmp = tempfile.TemporaryDirectory(prefix="bclab-larq-")
-        data = Path(self._tmp.name) / "batches.npz"
-        np.savez(data, x=np.stack([x for x, _ in batches]), y=np.stack([y for _, y in batches]))
-        env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
-        command = [
-            str(python),
-            str(_common.BENCH_DIR / "larq_worker.py"),
-            "--data",
-            str(data),
-            "--units",
-            str(units),
-            "--layers",
-            str(layers),
-            "--bn-alpha",
-            str(bn_alpha),
-            "--warmup",
-            str(warmup),
-        ]
-        if xla:
-            command.append("--xla")
-        self._stderr = open(Path(self._tmp.name) / "stderr.txt", "w+")
-        self.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env
-        )
-        self.info = self._read()
-
-    def _read(self) -> dict[str, Any]:
-        for line in self.process.stdout:
-            if line.startswith("@@"):
-                message = json.loads(line[2:])
-                if "error" in message:
-                    raise RuntimeError(f"larq worker: {message['error']}")
-                return message
-        self._stderr.seek(0)
-        raise RuntimeError("larq worker ended early:\n" + self._stderr.read()[-3000:])
-
-    def run(self, n: int) -> float:
-        self.process.stdin.write(f"run {n}\n")
-        self.process.stdin.flush()
-        return float(self._read()["seconds"])
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            try:
-                self.process.stdin.write("quit\n")
-                self.process.stdin.close()
-                self.process.wait(timeout=30)
-            except (OSError, subprocess.TimeoutExpired):
-                self.process.kill()
-        self._stderr.close()
-        self._tmp.cleanup()
-
-
-# ----- larq environment -----
-
-
-def larq_python(create: bool) -> tuple[Path | None, str]:
-    """(python of bench/.venv-larq, message); creates the venv once when ``create``."""
-    python = LARQ_VENV / "bin" / "python"
-    check = [str(python), "-c", "import larq, tf_keras, tensorflow"]
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
-    if python.exists() and subprocess.run(check, env=env, capture_output=True).returncode == 0:
-        return python, f"cached venv {LARQ_VENV}"
-    if not create:
-        return None, f"skipped: no usable {LARQ_VENV} (smoke mode creates none; run without --smoke once)"
-    print(f"creating {LARQ_VENV}: pip install {' '.join(LARQ_PACKAGES)} (once; a few minutes) ...", flush=True)
-    log = _common.BENCH_DIR / ".venv-larq-install.log"
-    try:
-        with open(log, "w") as out:
-            subprocess.run([sys.executable, "-m", "venv", str(LARQ_VENV)], check=True, stdout=out, stderr=out)
-            subprocess.run(
-                [str(python), "-m", "pip", "install", *LARQ_PACKAGES], check=True, stdout=out, stderr=out, timeout=1800
-            )
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as error:
-        return None, f"skipped: could not create the larq venv ({error}); see {log} (no network?)"
-    if subprocess.run(check, env=env, capture_output=True).returncode != 0:
-        return None, f"skipped: larq venv created but `import larq, tf_keras` fails; see {log}"
-    return python, f"created venv {LARQ_VENV}"
-
-
-def larq_versions(python: Path) -> dict[str, str]:
-    code = (
-        "import importlib.metadata as m, json; print(json.dumps({p: m.version(p) for p in "
-        "('larq', 'tf-keras', 'tensorflow-cpu', 'keras', 'numpy')}))"
-    )
-    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
-    return json.loads(out.stdout) if out.returncode == 0 else {}
-
-
-# ----- models and data -----
-
-
-def plain_model(config, input_shape, num_classes):
-    """The same architecture as bclab.models.build_model with plain keras Dense/Conv2D."""
-    import keras
-
-    def bn(name):
-        return keras.layers.BatchNormalization(momentum=1.0 - config.bn_alpha, epsilon=config.bn_epsilon, name=name)
-
-    layers: list = [keras.Input(input_shape)]
-    if config.architecture == "mlp":
-        layers.append(keras.layers.Flatten())
-        for i in range(config.hidden_layers):
-            layers += [keras.layers.Dense(config.units, name=f"dense_{i + 1}"), bn(f"bn_{i + 1}"), keras.layers.ReLU()]
-    else:
-        for block, channels in enumerate(config.channels, start=1):
-            for conv in (1, 2):
-                layers.append(keras.layers.Conv2D(channels, 3, padding="same", name=f"conv_{block}{conv}"))
-                if conv == 2:
-                    layers.append(keras.layers.MaxPooling2D(2))
-                layers += [bn(f"bn_{block}{conv}"), keras.layers.ReLU()]
-        layers.append(keras.layers.Flatten())
-        for fc in (1, 2):
-            layers += [keras.layers.Dense(config.dense_units, name=f"fc_{fc}"), bn(f"bn_fc{fc}"), keras.layers.ReLU()]
-    layers += [keras.layers.Dense(num_classes, name="dense_out"), bn("bn_out")]
-    return keras.Sequential(layers)
-
-
-def mnist_batches(dataset, batch_size, n_batches):
-    from bclab import data as bcdata
-
-    return list(
-        bcdata.batches(
-            dataset.x_train[: batch_size * n_batches],
-            dataset.y_train[: batch_size * n_batches],
-            batch_size,
-            shuffle=False,
-            seed=None,
-            flatten=False,
-            num_classes=dataset.num_classes,
-        )
-    )
-
-
-def random_image_batches(shape, num_classes, batch_size, n_batches, seed=0):
-    import numpy as np
-
-    from bclab import data as bcdata
-
-    rng = np.random.default_rng(seed)
-    return [
-        (
-            bcdata.to_float(rng.integers(0, 256, (batch_size, *shape), dtype=np.uint8)),
-            bcdata.one_hot_pm1(rng.integers(0, num_classes, batch_size), num_classes),
-        )
-        for _ in range(n_batches)
-    ]
-
-
-def bclab_contender(name, config, input_shape, num_classes, batches, *, jit_compile=False, path="step", wrap=True):
-    import keras
-
-    from bclab.core.optimizers import BinaryConnectOptimizer
-    from bclab.train.models import build_model, make_optimizer
-
-    keras.utils.set_random_seed(config.seed)
-    model = build_model(config, input_shape, num_classes)
-    if not wrap:  # a profiling variant: the "W_LR_scale is not applied" warning is expected
-        logging.getLogger("bclab.core.constraints").setLevel(logging.ERROR)
-    optimizer = BinaryConnectOptimizer(make_optimizer(config)) if wrap else make_optimizer(config)
-    return StepContender(name, model, optimizer, batches, jit_compile=jit_compile, path=path)
-
-
-def dense_contender(name, config, input_shape, num_classes, batches, *, jit_compile=False, path="step"):
-    import keras
-
-    from bclab.train.models import make_optimizer
-
-    keras.utils.set_random_seed(config.seed)
-    return StepContender(
-        name,
-        plain_model(config, input_shape, num_classes),
-        make_optimizer(config),
-        batches,
-        jit_compile=jit_compile,
-        path=path,
-    )
-
-
-# ----- measurement -----
-
-
-def measure(contenders, steps: int, reps: int, warmup: int) -> dict[str, list[float]]:
-    """Steps/s of every contender per repetition, interleaved, order rotating each repetition."""
-    for c in contenders:
-        c.run(warmup)
-    rates: dict[str, list[float]] = {c.name: [] for c in contenders}
-    for rep in range(reps):
-        order = contenders[rep % len(contenders) :] + contenders[: rep % len(contenders)]
-        for c in order:
-            rates[c.name].append(steps / c.run(steps))
-    return rates
-
-
-def summarize(group: str, rates: dict[str, list[float]], ratios: dict[str, tuple[str, str]], extra=None):
-    """Per contender median/best; per ratio the median of per-repetition ratios."""
-    contenders = {
-        name: {"median_steps_per_s": _common.median(r), "best_steps_per_s": max(r), "per_rep": r}
-        for name, r in rates.items()
-    }
-    ratio_out = {}
-    for label, (num, den) in ratios.items():
-        if num in rates and den in rates:
-            paired = [a / b for a, b in zip(rates[num], rates[den])]
-            target = TARGETS.get(label.split(" (")[0], "")
-            ratio_out[label] = {
-                "median_paired": _common.median(paired),
-                "of_medians": contenders[num]["median_steps_per_s"] / contenders[den]["median_steps_per_s"],
-                "of_bests": contenders[num]["best_steps_per_s"] / contenders[den]["best_steps_per_s"],
-                "per_rep": paired,
-                "target": target,
-                "met": _meets(_common.median(paired), target),
-            }
-    return {"group": group, "contenders": contenders, "ratios": ratio_out, **(extra or {})}
-
-
-def _meets(value: float, target: str) -> bool | None:
-    if not target:
-        return None
-    op, threshold = target.split()
-    return value >= float(threshold) if op == ">=" else value > float(threshold)
-
-
-def print_group(result: dict[str, Any]) -> None:
-    print(f"\n[{result['group']}] {result.get('description', '')}")
-    rows = [
-        [name, c["median_steps_per_s"], c["best_steps_per_s"], len(c["per_rep"])]
-        for name, c in result["contenders"].items()
-    ]
-    print(_common.format_table(["contender", "median steps/s", "best steps/s", "reps"], rows))
-    if result["ratios"]:
-        rows = [
-            [
-                label,
-                r["median_paired"],
-                r["of_bests"],
-                r["target"] or "-",
-                {True: "yes", False: "NO", None: "-"}[r["met"]],
-            ]
-            for label, r in result["ratios"].items()
-        ]
-        print(_common.format_table(["ratio", "median paired", "of bests", "target", "met"], rows))
-    for note in result.get("notes", []):
-        print(f"  note: {note}")
-    print(f"  load average now: {_common.load_average()}", flush=True)
 
 
 # ----- groups -----
 
 
+MLP_DENSE = "keras Dense + Adam"
+MLP_BCLAB = "bclab BinaryDense + BinaryConnectOptimizer"
+MLP_LARQ = "larq QuantDense (Keras 2)"
+
+
 def run_mlp(args, dataset, larq_py, larq_note):
-    from bclab.config import RunConfig
+    from bclab import RunConfig
 
     config = RunConfig.recipe("mnist", size=args.mlp_size, mode="deterministic")
     shape, classes = dataset.image_shape, dataset.num_classes
     batches = mnist_batches(dataset, config.batch_size, args.n_batches)
     contenders = [
-        dense_contender("keras Dense + Adam", config, shape, classes, batches, path=args.path),
-        bclab_contender("bclab BinaryDense + BinaryConnectOptimizer", config, shape, classes, batches, path=args.path),
+        dense_contender(MLP_DENSE, config, shape, classes, batches, path=args.path),
+        bclab_contender(MLP_BCLAB, config, shape, classes, batches, path=args.path),
     ]
-    ratios = {"bclab/dense": ("bclab BinaryDense + BinaryConnectOptimizer", "keras Dense + Adam")}
+    ratios = {"bclab/dense": (MLP_BCLAB, MLP_DENSE)}
     if args.variants:
-        stoch = config.replace(mode="stochastic")
-        contenders += [
-            bclab_contender("bclab stochastic", stoch, shape, classes, batches, path=args.path),
-            bclab_contender(
-                "bclab BinaryDense + plain Adam (clip only)",
-                config,
-                shape,
-                classes,
-                batches,
-                path=args.path,
-                wrap=False,
-            ),
-            bclab_contender(
-                "bclab binary=False + BinaryConnectOptimizer",
-                config.replace(mode="float"),
-                shape,
-                classes,
-                batches,
-                path=args.path,
-            ),
-        ]
-        ratios.update(
-            {
-                "stochastic/dense (info)": ("bclab stochastic", "keras Dense + Adam"),
-                "BinaryDense, plain Adam/dense (info)": (
-                    "bclab BinaryDense + plain Adam (clip only)",
-                    "keras Dense + Adam",
-                ),
-                "binary=False, wrapped/dense (info)": (
-                    "bclab binary=False + BinaryConnectOptimizer",
-                    "keras Dense + Adam",
-                ),
-            }
-        )
+        variants, variant_ratios = mlp_variants(config, shape, classes, batches, args.path)
+        contenders += variants
+        ratios.update(variant_ratios)
     notes = [larq_note]
     larq = None
     if larq_py is not None:
-        try:
-            larq = LarqContender(
-                "larq QuantDense (Keras 2)",
-                larq_py,
-                batches,
-                units=config.units,
-                layers=config.hidden_layers,
-                bn_alpha=config.bn_alpha,
-                warmup=args.warmup,
-            )
-            contenders.append(larq)
-            ratios["bclab/larq"] = ("bclab BinaryDense + BinaryConnectOptimizer", "larq QuantDense (Keras 2)")
-            notes.append(f"larq worker: {larq.info}")
-            if args.path == "fit":
-                notes.append("larq always runs a manual compiled train step (no fit path in the worker)")
-        except RuntimeError as error:
-            notes.append(f"larq skipped: {error}")
+        larq = larq_contender(larq_py, config, batches, args, notes)
+    if larq is not None:
+        contenders.append(larq)
+        ratios["bclab/larq"] = (MLP_BCLAB, MLP_LARQ)
     try:
         rates = measure(contenders, args.steps, args.reps, args.warmup)
     finally:
@@ -465,8 +89,45 @@ def run_mlp(args, dataset, larq_py, larq_note):
     return summarize("mlp", rates, ratios, {"description": description, "size": args.mlp_size, "notes": notes})
 
 
+def mlp_variants(config, shape, classes, batches, path):
+    """The profiling variants of the mlp group (`--variants`): (contenders, ratios against plain Dense)."""
+    names = {
+        "stochastic/dense (info)": "bclab stochastic",
+        "BinaryDense, plain Adam/dense (info)": "bclab BinaryDense + plain Adam (clip only)",
+        "binary=False, wrapped/dense (info)": "bclab binary=False + BinaryConnectOptimizer",
+    }
+    stochastic, clip_only, float_wrapped = names.values()
+    contenders = [
+        bclab_contender(stochastic, config.replace(mode="stochastic"), shape, classes, batches, path=path),
+        bclab_contender(clip_only, config, shape, classes, batches, path=path, wrap=False),
+        bclab_contender(float_wrapped, config.replace(mode="float"), shape, classes, batches, path=path),
+    ]
+    return contenders, {label: (name, MLP_DENSE) for label, name in names.items()}
+
+
+def larq_contender(python, config, batches, args, notes: list[str]):
+    """The larq worker for the mlp group, or None; says what happened in `notes`."""
+    try:
+        larq = LarqContender(
+            MLP_LARQ,
+            python,
+            batches,
+            units=config.units,
+            layers=config.hidden_layers,
+            bn_alpha=config.bn_alpha,
+            warmup=args.warmup,
+        )
+    except RuntimeError as error:
+        notes.append(f"larq skipped: {error}")
+        return None
+    notes.append(f"larq worker: {larq.info}")
+    if args.path == "fit":
+        notes.append("larq always runs a manual compiled train step (no fit path in the worker)")
+    return larq
+
+
 def run_trace(args, dataset):
-    from bclab.config import RunConfig
+    from bclab import RunConfig
 
     base = RunConfig.recipe("mnist", size=args.mlp_size, dataset="mnist-5k", n_validation=500, epochs=1000)
     contenders = [
@@ -488,7 +149,7 @@ def run_trace(args, dataset):
 
 
 def run_cnn(args):
-    from bclab.config import RunConfig
+    from bclab import RunConfig
 
     config = RunConfig.recipe("cifar10", size=args.cnn_size, mode="deterministic")
     shape, classes = (32, 32, 3), 10
@@ -512,7 +173,7 @@ def run_cnn(args):
 
 
 def run_xla(args, dataset):
-    from bclab.config import RunConfig
+    from bclab import RunConfig
 
     config = RunConfig.recipe("mnist", size=args.mlp_size, mode="deterministic")
     shape, classes = dataset.image_shape, dataset.num_classes
@@ -584,27 +245,11 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None) -> int:
-    load_before = _common.load_average()
-    args = parse_args(argv)
-    groups = [g.strip() for g in args.groups.split(",") if g.strip()]
-    import tensorflow as tf
-
-    from bclab import data as bcdata
-
-    tf.get_logger().setLevel("ERROR")  # one tf.function per contender trips the "retracing" warning
-    gpu = bool(tf.config.list_physical_devices("GPU"))
-    dataset = bcdata.load_dataset("mnist-5k")
+def run_groups(args, groups: list[str], dataset, gpu: bool) -> dict[str, Any]:
+    """Run and print each group asked for; {group: result}."""
     results: dict[str, Any] = {}
-    larq_py, larq_note = (None, "skipped: --no-larq")
-    if "mlp" in groups and not args.no_larq:
-        larq_py, larq_note = larq_python(create=not args.smoke)
-    print(
-        f"bclab throughput | device {'GPU' if gpu else 'CPU'} | {os.cpu_count()} CPUs | "
-        f"load average before {load_before} | smoke={args.smoke}",
-        flush=True,
-    )
     if "mlp" in groups:
+        larq_py, larq_note = larq_python(create=not args.smoke) if not args.no_larq else (None, "skipped: --no-larq")
         results["mlp"] = run_mlp(args, dataset, larq_py, larq_note)
         if larq_py is not None:
             results["mlp"]["larq_versions"] = larq_versions(larq_py)
@@ -622,6 +267,26 @@ def main(argv=None) -> int:
         else:
             results["xla"] = {"group": "xla", "skipped": "no GPU; pass --xla to force XLA on CPU"}
             print("\n[xla] skipped: no GPU; pass --xla to force XLA on CPU")
+    return results
+
+
+def main(argv=None) -> int:
+    load_before = _common.load_average()
+    args = parse_args(argv)
+    groups = [g.strip() for g in args.groups.split(",") if g.strip()]
+    import tensorflow as tf
+
+    from bclab import load_dataset
+
+    tf.get_logger().setLevel("ERROR")  # one tf.function per contender trips the "retracing" warning
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    dataset = load_dataset("mnist-5k")
+    print(
+        f"bclab throughput | device {'GPU' if gpu else 'CPU'} | {os.cpu_count()} CPUs | "
+        f"load average before {load_before} | smoke={args.smoke}",
+        flush=True,
+    )
+    results = run_groups(args, groups, dataset, gpu)
     machine = _common.machine_info(load_before)
     machine["intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
     machine["inter_op_threads"] = tf.config.threading.get_inter_op_parallelism_threads()

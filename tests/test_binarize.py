@@ -1,7 +1,7 @@
 """Tests for bclab.core.binarize against a NumPy oracle transcribed from the reference.
 
-Reference: docs/binaryconnect-reference.md section 1 (``hard_sigmoid`` and
-``binarization`` of MatthieuCourbariaux/BinaryConnect ``binary_connect.py``).
+Reference: docs/binaryconnect-reference.md section 1 (`hard_sigmoid` and
+`binarization` of MatthieuCourbariaux/BinaryConnect `binary_connect.py`).
 """
 
 from __future__ import annotations
@@ -19,16 +19,16 @@ from bclab.core.binarize import binarization, glorot_H, hard_sigmoid, straight_t
 
 
 def oracle_hard_sigmoid(x):
-    """``clip((x + 1) / 2, 0, 1)`` in float32, as Theano with floatX=float32."""
+    """`clip((x + 1) / 2, 0, 1)` in float32, as Theano with floatX=float32."""
     x = np.asarray(x, np.float32)
     return np.clip((x + np.float32(1)) / np.float32(2), np.float32(0), np.float32(1))
 
 
 def oracle_binarization(W, H, binary=True, deterministic=False, stochastic=False, u=None):
-    """The reference ``binarization``, line by line, in float32.
+    """The reference `binarization`, line by line, in float32.
 
-    ``u`` are the uniforms behind the Bernoulli draw: Theano's
-    ``srng.binomial(n=1, p=p)`` is 1 where ``u < p``.
+    `u` are the uniforms behind the Bernoulli draw: Theano's
+    `srng.binomial(n=1, p=p)` is 1 where `u < p`.
     """
     W = np.asarray(W, np.float32)
     H = np.float32(H)

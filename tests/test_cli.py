@@ -7,28 +7,23 @@ import sys
 import keras
 import numpy as np
 import pytest
+from conftest import TINY
 
-from bclab.cli import main
+from bclab.cli import _parser, config_from_args, main
 from bclab.config import RunConfig
 from bclab.trace import Trace
+from bclab.train.trainer import device_name
 
-TINY = [
-    "--n-train",
-    "600",
-    "--n-validation",
-    "100",
-    "--n-test",
-    "200",
-    "--hidden-units",
-    "16",
-    "--hidden-layers",
-    "1",
-    "--batch-size",
-    "50",
-    "--epochs",
-    "2",
-    "--quiet",
-]
+# conftest's TINY as flags: 10 batches of 50 per epoch, 2 epochs.
+TINY_ARGS = [*(item for name, value in TINY.items() for item in (f"--{name.replace('_', '-')}", str(value))), "--quiet"]
+
+
+def exit_status(argv: list[str]) -> int:
+    """The status `bclab` exits with: main's return value, or the parser's SystemExit code."""
+    try:
+        return main(argv)
+    except SystemExit as exit_info:
+        return exit_info.code
 
 
 def test_train_writes_metrics_result_model_and_trace(tmp_path, capsys):
@@ -36,7 +31,7 @@ def test_train_writes_metrics_result_model_and_trace(tmp_path, capsys):
     code = main(
         [
             "train",
-            *TINY,
+            *TINY_ARGS,
             "--mode",
             "stochastic",
             "--optimizer",
@@ -61,38 +56,49 @@ def test_train_writes_metrics_result_model_and_trace(tmp_path, capsys):
     result = json.loads((out / "result.json").read_text())
     assert [m["epoch"] for m in metrics] == [1, 2]
     best = max((m for m in metrics), key=lambda m: (-m["val_error"], m["epoch"]))  # ties go later
-    assert result["test_error_at_best_val"] == best["test_error"] and result["device"] == "CPU"
+    assert result["test_error_at_best_val"] == best["test_error"] and result["device"] == device_name()
     config = RunConfig.from_json((out / "config.json").read_text())
-    assert config.mode == "stochastic" and config.optimizer == "adamax"
+    assert config == RunConfig(**TINY, mode="stochastic", optimizer="adamax", trace="full")
     model = keras.models.load_model(out / "model.keras")
     assert model.count_params() > 0
     trace = Trace.load(trace_path)
     assert len(trace) == 2 * (500 // 50)
     assert list((tmp_path / "tb").iterdir()), "TensorBoard events written"
     err = capsys.readouterr().err
-    assert "device CPU" in err and "test error" in err
+    assert f"device {device_name()}" in err and "test error" in err
 
     assert main(["trace", "summary", str(trace_path)]) == 0
     summary = capsys.readouterr().out
     assert "python_traces=1" in summary and "compiled_runs=20" in summary
 
 
+def test_glorot_and_none_are_parsed_as_the_config_parses_them():
+    args = _parser().parse_args(["train", "--H", " Glorot ", "--W-LR-scale", "none", "--lr-start", "0.01"])
+    assert config_from_args(args) == RunConfig(H="glorot", W_LR_scale=None, lr_start=0.01, trace="off")
+    args = _parser().parse_args(["train", "--H", "0.5", "--W-LR-scale", "2"])
+    assert config_from_args(args) == RunConfig(H=0.5, W_LR_scale=2.0, trace="off")
+    assert config_from_args(_parser().parse_args(["train"])) == RunConfig(trace="off")  # no flag: the defaults
+
+
 @pytest.mark.parametrize(
     ("args", "named"),
     [
-        (["--H", "0"], "H"),
-        (["--H", "-1"], "H"),
-        (["--lr-start", "-0.1"], "lr_start"),
-        (["--batch-size", "0"], "batch_size"),
-        (["--epochs", "0"], "epochs"),
-        (["--batch-size", "5000"], "batch_size"),
+        (["--H", "0"], "Received: H='0'"),
+        (["--H", "-1"], "Received: H='-1'"),
+        (["--H", "one"], "Received: H='one'"),
+        (["--W-LR-scale", "nan"], "Received: W_LR_scale='nan'"),
+        (["--lr-start", "-0.1"], "Received: lr_start=-0.1"),
+        (["--batch-size", "0"], "Received: batch_size=0"),
+        (["--epochs", "0"], "Received: epochs=0"),
+        (["--epochs", "two"], "--epochs"),
+        (["--batch-size", "5000"], "Received: batch_size=5000"),
         (["--dataset", "npz", "--data-path", "/nonexistent/data.npz"], "/nonexistent/data.npz"),
         (["--data-path", "/nonexistent/folder"], "/nonexistent/folder"),
     ],
 )
 def test_bad_input_fails_early_naming_the_argument_and_writes_nothing(tmp_path, capsys, args, named):
     out = tmp_path / "run"
-    assert main(["train", *TINY, *args, "--out", str(out)]) == 2
+    assert exit_status(["train", *TINY_ARGS, *args, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "error" in err and named in err
     assert not out.exists() and list(tmp_path.iterdir()) == []
@@ -107,9 +113,18 @@ def test_unknown_mode_is_rejected_by_the_parser(capsys):
 
 def test_non_empty_out_folder_is_refused(tmp_path, capsys):
     (tmp_path / "keep.txt").write_text("mine")
-    assert main(["train", *TINY, "--out", str(tmp_path)]) == 2
-    assert "--out" in capsys.readouterr().err
+    assert main(["train", *TINY_ARGS, "--out", str(tmp_path)]) == 2
+    assert f"Received: --out='{tmp_path}'" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_trace_and_tensorboard_paths_that_would_overwrite_are_refused(tmp_path, capsys):
+    (tmp_path / "file").write_text("mine")
+    assert main(["train", *TINY_ARGS, "--out", str(tmp_path / "a"), "--trace", str(tmp_path)]) == 2
+    assert "`--trace`" in capsys.readouterr().err
+    assert main(["train", *TINY_ARGS, "--out", str(tmp_path / "b"), "--tensorboard", str(tmp_path / "file")]) == 2
+    assert "`--tensorboard`" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
 
 
 def test_npz_with_labels_out_of_range_or_nan_is_named(tmp_path, capsys):
@@ -133,10 +148,7 @@ def test_npz_with_labels_out_of_range_or_nan_is_named(tmp_path, capsys):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_user_npz_trains_end_to_end(tmp_path):
-    from bclab.data import load_dataset
-
-    digits = load_dataset("mnist-5k")
+def test_user_npz_trains_end_to_end(tmp_path, digits):
     np.savez(
         tmp_path / "mine.npz",
         x_train=digits.x_train[:400],
@@ -191,7 +203,7 @@ def test_ctrl_c_writes_what_was_completed(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(Trainer, "step", step_then_interrupt)
     out, trace_path = tmp_path / "run", tmp_path / "t.npz"
-    assert main(["train", *TINY, "--out", str(out), "--trace", str(trace_path)]) == 130
+    assert main(["train", *TINY_ARGS, "--out", str(out), "--trace", str(trace_path)]) == 130
     result = json.loads((out / "result.json").read_text())
     assert result["interrupted"] is True and result["epochs_completed"] == 1 and result["steps_completed"] == 12
     assert len(Trace.load(trace_path)) == 12

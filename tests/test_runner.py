@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+from conftest import TINY, stays, wait_until
 
 from bclab.train.runner import BackgroundRun
 
@@ -56,14 +57,6 @@ class Recorder:
         )
 
 
-def wait_until(predicate, timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.005)
-
-
 def test_runs_to_the_end_with_states_epochs_and_a_final_progress():
     rec = Recorder(steps_total=50, delay=0.0)
     run = rec.runner()
@@ -97,16 +90,14 @@ def test_pause_resume_stop_and_start_continue_the_same_trainer():
     assert run.wait(5)
     trainer, paused_at = run.trainer, run.trainer.global_step
     assert run.state == "paused" and rec.progress[-1] == paused_at
-    time.sleep(0.05)
-    assert trainer.global_step == paused_at  # the pause took effect within one step
+    assert stays(lambda: trainer.global_step, paused_at, 0.05)  # the pause took effect within one step
     assert run.resume()
     wait_until(lambda: trainer.global_step > paused_at + 3)
     assert run.stop()
     assert run.wait(5) and not run.active
     assert run.state == "stopped"
     stopped_at = trainer.global_step
-    time.sleep(0.05)
-    assert trainer.global_step == stopped_at
+    assert stays(lambda: trainer.global_step, stopped_at, 0.05)
     assert run.start()
     wait_until(lambda: trainer.global_step > stopped_at + 3)
     assert run.trainer is trainer and len(rec.made) == 1  # resumed, not rebuilt
@@ -208,24 +199,22 @@ def test_hold_keeps_the_next_step_from_running():
     wait_until(lambda: run.trainer is not None and run.trainer.global_step > 2)
     with run.hold() as trainer:
         held_at = trainer.global_step
-        time.sleep(0.05)
-        assert trainer.global_step == held_at
+        assert stays(lambda: trainer.global_step, held_at, 0.05)
     run.stop()
     run.wait(5)
 
 
-def test_bad_min_interval_is_rejected():
+@pytest.mark.parametrize("bad", [-1, True, "1", float("nan"), float("inf")])
+def test_bad_min_interval_is_rejected(bad):
     with pytest.raises(ValueError, match="min_interval"):
-        BackgroundRun(FakeTrainer, min_interval=-1)
+        BackgroundRun(FakeTrainer, min_interval=bad)
 
 
 def test_stop_leaves_the_trace_consistent_with_the_trainer():
     from bclab.config import RunConfig
     from bclab.train.trainer import Trainer
 
-    config = RunConfig(
-        n_train=600, n_validation=100, n_test=200, hidden_units=32, hidden_layers=1, batch_size=50, epochs=50
-    )
+    config = RunConfig(**{**TINY, "epochs": 50})
     run = BackgroundRun(lambda: Trainer(config))
     run.start()
     wait_until(lambda: run.trainer is not None and run.trainer.global_step >= 5, timeout=60)

@@ -1,24 +1,21 @@
 """The instrumented step and the Trainer: summaries against NumPy, counters, timeline, NaN."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import TINY
 
 from bclab.config import RunConfig
-from bclab.data import load_dataset
+from bclab.trace.schema import COMPILED_RUNS, PYTHON_TRACES, PYTHON_UPDATE_STEP_CALLS
 from bclab.train.models import squared_hinge
+from bclab.train.step import InstrumentedStep
 from bclab.train.trainer import Trainer, best_epoch
-
-TINY = dict(n_train=600, n_validation=100, n_test=200, hidden_units=24, hidden_layers=1, batch_size=50, epochs=2)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("mnist-5k")
 
 
 def np_bucket_counts(values, edges):
-    """NumPy transcription of bclab.step.bin_index (float32 arithmetic, outer bins catch the rest)."""
+    """NumPy transcription of bclab.train.histograms.bin_index (float32 arithmetic, outer bins catch the rest)."""
     v = np.nan_to_num(np.asarray(values, np.float32), nan=0.0)
     n = len(edges) - 1
     widths = np.diff(edges)
@@ -98,7 +95,7 @@ def test_summaries_equal_numpy_from_the_same_weights(digits):
 
 
 def test_bucket_counts_equal_numpy_and_the_bins_the_edges_define():
-    from bclab.train.step import bucket_counts, default_bin_edges
+    from bclab.train.histograms import bucket_counts, default_bin_edges
 
     rng = np.random.default_rng(0)
     for kind, edges in default_bin_edges().items():
@@ -125,7 +122,7 @@ def test_bucket_counts_equal_numpy_and_the_bins_the_edges_define():
 
 def test_flip_ratio_counts_sign_changes_between_steps(digits):
     trainer = Trainer(RunConfig(mode="deterministic", **TINY), digits)
-    layer = trainer.instrumented.layers[-1]  # 24 x 10: small enough that the subset is every weight
+    layer = trainer.instrumented.layers[-1]  # 32 x 10: small enough that the subset is every weight
     assert trainer.instrumented.hist_stride[-1] == 1
     W_init = layer.kernel.numpy().copy()
     trainer.step()  # step 0 compares with sign(W_init), which it uses itself: no flips
@@ -155,11 +152,12 @@ def test_one_trace_and_n_executions(digits):
     np.testing.assert_array_equal(runs, [1, 2, 3, 4, 5])
 
 
-def test_explain_mode_runs_python_every_step_and_lists_phases_in_order(digits):
-    trainer = Trainer(RunConfig(**TINY), digits, explain=True)
-    timelines = trainer.explain_steps(3)
+def test_eager_mode_runs_python_every_step_and_lists_phases_in_order(digits):
+    trainer = Trainer(RunConfig(**TINY), digits, eager=True)
+    timelines = trainer.step_timelines(3)
     assert len(timelines) == 3
-    assert trainer.instrumented.counters["python_traces"] == 3
+    assert trainer.trace.meta["mode"] == "eager"
+    assert trainer.instrumented.counters[PYTHON_TRACES] == 3
     phases = [event["phase"] for event in timelines[-1]]
     updates = [i for i, p in enumerate(phases) if ".update_step " in p]
     binarized = [f"binarize {layer.name}" for layer in trainer.instrumented.layers]
@@ -172,6 +170,78 @@ def test_explain_mode_runs_python_every_step_and_lists_phases_in_order(digits):
     assert len(updates) == len(trainer.model.trainable_variables)
     starts = [event["start"] for event in timelines[-1]]
     assert starts == sorted(starts) and all(event["duration"] >= 0 for event in timelines[-1])
+
+
+def test_explain_is_a_deprecated_alias_of_eager(digits):
+    with pytest.warns(DeprecationWarning, match="eager"):
+        trainer = Trainer(RunConfig(**TINY), digits, explain=True)
+    assert trainer.eager and trainer.instrumented.eager
+    with pytest.warns(DeprecationWarning, match="step_timelines"):
+        timelines = trainer.explain_steps(2)
+    assert len(timelines) == 2 and trainer.instrumented.counters[PYTHON_TRACES] == 2
+    with pytest.warns(DeprecationWarning, match="eager"):
+        assert trainer.explain is True
+
+
+def assert_unpatched(optimizer, layers):
+    """The inner optimizer's update_step and each layer's binary_kernel are the classes' own again."""
+    inner = optimizer.inner_optimizer
+    assert "update_step" not in vars(inner)
+    assert inner.update_step.__func__ is type(inner).update_step
+    for layer in layers:
+        assert "binary_kernel" not in vars(layer)
+        assert layer.binary_kernel.__func__ is type(layer).binary_kernel
+
+
+def update_step_phases(phases):
+    return [phase for phase in phases if ".update_step " in phase]
+
+
+def test_two_instrumented_steps_on_one_model_do_not_stack(digits):
+    trainer = Trainer(RunConfig(**TINY), digits)  # a compiled step
+    eager = InstrumentedStep(trainer.model, trainer.optimizer, squared_hinge, level="scalars", eager=True)
+    assert_unpatched(trainer.optimizer, eager.layers)  # building a step patches nothing
+    x, y = first_batch(trainer)
+    for _ in range(2):
+        trainer.step()
+        _, events = eager(x, y)
+        assert_unpatched(trainer.optimizer, eager.layers)
+    n_variables = len(trainer.model.trainable_variables)
+    # Each step counts its own Python runs only: the compiled one traced once, the eager one ran twice.
+    assert trainer.instrumented.counters == {PYTHON_TRACES: 1, PYTHON_UPDATE_STEP_CALLS: n_variables}
+    assert eager.counters == {PYTHON_TRACES: 2, PYTHON_UPDATE_STEP_CALLS: 2 * n_variables}
+    # ... and stamps its own timeline: one update_step phase per variable, once.
+    assert len(update_step_phases(event["phase"] for event in events)) == n_variables
+    compiled_phases = [event["phase"] for event in trainer.trace.events(1)]
+    assert len(update_step_phases(compiled_phases)) == n_variables
+    assert compiled_phases.count(f"binarize {eager.layers[0].name}") == 1
+
+
+class InjectedFailure(Exception):
+    pass
+
+
+def fail(_value):
+    raise InjectedFailure
+
+
+@pytest.mark.parametrize("eager", [False, True], ids=["compiled", "eager"])
+def test_an_exception_inside_the_step_restores_the_originals(digits, eager):
+    trainer = Trainer(RunConfig(**TINY), digits, eager=eager)
+    step, x_y = trainer.instrumented, first_batch(trainer)
+    # A constraint runs inside the inner optimizer's apply, after every update_step: the failure
+    # comes from inside the probes and the learning-rate scaling, binary kernels' clips set aside.
+    gamma = next(v for v in trainer.model.trainable_variables if v.path.endswith("bn_out/gamma"))
+    clips = [layer.kernel.constraint for layer in step.layers]
+    gamma.constraint = fail
+    with pytest.raises(InjectedFailure):
+        step(*x_y)
+    assert_unpatched(trainer.optimizer, step.layers)
+    assert [layer.kernel.constraint for layer in step.layers] == clips
+    gamma.constraint = None
+    step(*x_y)  # and the step works afterwards, counting one more Python run
+    assert step.counters[PYTHON_TRACES] == 2
+    assert_unpatched(trainer.optimizer, step.layers)
 
 
 def test_nan_is_recorded_at_the_step_where_it_first_appears(digits):
@@ -208,13 +278,77 @@ def test_best_epoch_ties_go_to_the_later_epoch():
     assert best_epoch([]) is None
 
 
-def test_jit_compile_path_runs_and_summarizes(digits):
-    trainer = Trainer(RunConfig(jit_compile=True, **TINY), digits)
-    trainer.step()
-    trainer.step()
-    assert trainer.trace.counters(1)["compiled_runs"] == 2
-    phases = [event["phase"] for event in trainer.trace.events(1)]
-    assert any("XLA" in phase for phase in phases)
+@pytest.fixture
+def float32_matmuls():
+    """Full float32 matmuls on GPUs that would use TensorFloat-32 (10-bit mantissa), restored after."""
+    enabled = tf.config.experimental.tensor_float_32_execution_enabled()
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+    yield
+    tf.config.experimental.enable_tensor_float_32_execution(enabled)
+
+
+def test_jit_compile_path_summarizes_as_the_plain_compiled_path(digits, float32_matmuls):
+    # Noise in every pixel: MNIST's constant border pixels make BatchNorm cancel their weights'
+    # gradients down to float noise (~1e-10), which XLA computes differently, sign included.
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 64, digits.x_train.shape)
+    noisy = dataclasses.replace(digits, x_train=np.clip(digits.x_train + noise, 0, 255).astype(np.uint8))
+    # Deterministic: both paths then use H * sign(W), not their own random samples.
+    plain, xla = (Trainer(RunConfig(mode="deterministic", jit_compile=j, **TINY), noisy) for j in (False, True))
+    for a, b in zip(plain.model.variables, xla.model.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())  # same seed: the same weights
+    plain.step()  # the first batch of the first epoch (data order kept): the same batch
+    xla.step()
+    a, b = plain.trace, xla.trace
+    assert a.meta["mode"] == "compiled" and b.meta["mode"] == "compiled (XLA)"
+    assert b.counters(0) == {
+        PYTHON_TRACES: 1,
+        PYTHON_UPDATE_STEP_CALLS: len(plain.model.trainable_variables),
+        COMPILED_RUNS: 1,
+    }
+    # XLA fuses and reorders float32 arithmetic: sums agree to about 1e-7 relative (seen: 1.4e-7
+    # for the loss, 1e-7 for the norms); RTOL = 1e-5 leaves room for other hardware.
+    for name in ("loss", "lr"):
+        np.testing.assert_allclose(a.scalars(name)[1], b.scalars(name)[1], rtol=RTOL)
+    assert a.scalars("accuracy")[1][0] == b.scalars("accuracy")[1][0]
+    for name in a.layer_names:
+        assert_same_layer_summaries(a, b, name)
+    for param in a.params:
+        grad_norm = a.scalars("grad_norm", param)[1][0]
+        if grad_norm > 1e-6:  # a bias before BatchNorm has gradient 0: float noise, not compared
+            np.testing.assert_allclose(grad_norm, b.scalars("grad_norm", param)[1][0], rtol=RTOL)
+            np.testing.assert_allclose(
+                a.scalars("update_norm", param)[1][0], b.scalars("update_norm", param)[1][0], rtol=RTOL
+            )
+
+
+RTOL = 1e-5  # XLA vs plain float32 sums; see test_jit_compile_path_summarizes_as_the_plain_compiled_path
+
+
+def assert_same_layer_summaries(a, b, name):
+    """Step 0 of layer `name` in traces `a` and `b`, made from the same weights and batch."""
+    assert a.binary_counts(name, 0) == b.binary_counts(name, 0)  # the same W: the same Wb, exactly
+    for scalar in ("grad_norm", "update_norm"):
+        np.testing.assert_allclose(a.scalars(scalar, name)[1], b.scalars(scalar, name)[1], rtol=RTOL)
+    for scalar in ("clipped_fraction", "flip_ratio"):
+        assert a.scalars(scalar, name)[1][0] == b.scalars(scalar, name)[1][0]
+    for kind in ("real", "prob"):  # functions of W alone: exact
+        np.testing.assert_array_equal(a.histogram(kind, name, 0)[1], b.histogram(kind, name, 0)[1])
+    for kind in ("grad", "update"):
+        # Only a value within a rounding (~1e-6 relative) of a bin edge may land in the
+        # neighbour bin, changing the cumulative count at that edge by one. On a CPU none did
+        # (12,864 values); 0.1% of the values leaves room for other hardware.
+        counts_a, counts_b = a.histogram(kind, name, 0)[1], b.histogram(kind, name, 0)[1]
+        assert counts_a.sum() == counts_b.sum()
+        assert np.abs(np.cumsum(counts_a) - np.cumsum(counts_b)).max() <= max(2, counts_a.sum() // 1000), kind
+    sample_a, sample_b = a.sample_at(name, 0), b.sample_at(name, 0)
+    for field in ("W", "Wb", "p"):
+        np.testing.assert_array_equal(sample_a[field], sample_b[field])
+    for field in ("grad", "update"):
+        # Adam's first step is lr * g / (|g| + 1e-8): relative rounding of small gradients
+        # moves it by up to ~1e-3 of the largest step (seen: 4e-4).
+        scale = np.abs(sample_a[field]).max()
+        np.testing.assert_allclose(sample_a[field], sample_b[field], rtol=0, atol=2e-3 * scale)
 
 
 def test_bad_sizes_fail_early_with_the_argument_named(digits):

@@ -26,58 +26,30 @@ from keras import ops
 
 from bclab.core.binarize import binarization, glorot_H, straight_through
 from bclab.core.constraints import BinaryKernelClip
-from bclab.validation import invalid_value
+from bclab.validation import GLOROT, check_flag, check_glorot_or_positive, invalid_value
 
 _OWNED_WHEN_BINARY = ("kernel_initializer", "kernel_constraint")
 _SAMPLER_SEED_OFFSET = 1_000_003  # a prime, far from the per-layer seeds of bclab.train.models
 _SAMPLER_STATE_KEY = "sampler_state"
 
 
-def _check_H(H: Any) -> float | str:
-    if isinstance(H, str) and H.lower() == "glorot":
-        return "glorot"
-    if isinstance(H, bool) or not isinstance(H, (int, float)) or not math.isfinite(H) or H <= 0:
-        raise invalid_value("H", H, 'a positive float or "glorot"')
-    return float(H)
-
-
-def _check_lr_scale(W_LR_scale: Any) -> float | str | None:
-    if W_LR_scale is None:
-        return None
-    if isinstance(W_LR_scale, str) and W_LR_scale.lower() == "glorot":
-        return "glorot"
-    if (
-        isinstance(W_LR_scale, bool)
-        or not isinstance(W_LR_scale, (int, float))
-        or not math.isfinite(W_LR_scale)
-        or W_LR_scale <= 0
-    ):
-        raise invalid_value("W_LR_scale", W_LR_scale, 'a positive float, "glorot" or None')
-    return float(W_LR_scale)
-
-
-def _check_flag(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise invalid_value(name, value, "True or False")
-    return value
-
-
 class BinaryKernelMixin:
     """What BinaryDense and BinaryConv2D share: arguments, H, binarization, config."""
 
     def _init_binary(self, binary, stochastic, H, W_LR_scale, seed, kwargs) -> None:
-        self.binary = _check_flag("binary", binary)
-        self.stochastic = _check_flag("stochastic", stochastic)
-        self.H_spec = _check_H(H)
-        self.W_LR_scale_spec = _check_lr_scale(W_LR_scale)
+        self.binary = check_flag("binary", binary)
+        self.stochastic = check_flag("stochastic", stochastic)
+        self.H_spec = check_glorot_or_positive("H", H)
+        self.W_LR_scale_spec = check_glorot_or_positive("W_LR_scale", W_LR_scale, allow_none=True)
         self.seed = seed
         if self.binary:
             for name in _OWNED_WHEN_BINARY:
                 if kwargs.get(name) is not None:
-                    raise ValueError(
-                        f"Received `{name}`={kwargs[name]!r} for a binary layer, which owns "
-                        "its kernel initializer (Uniform(-H, H)) and constraint (clip to "
-                        "[-H, H]). Set H instead, or binary=False for a plain layer."
+                    raise invalid_value(
+                        name,
+                        kwargs[name],
+                        "None for a binary layer, which owns its kernel initializer (Uniform(-H, H)) and "
+                        "constraint (clip to [-H, H]); set H instead, or binary=False for a plain layer",
                     )
                 kwargs.pop(name, None)
         # Resolved in build(), when the kernel shape (hence fan-in/out) is known.
@@ -89,15 +61,15 @@ class BinaryKernelMixin:
             self.seed_generator = keras.random.SeedGenerator(None if seed is None else _SAMPLER_SEED_OFFSET + seed)
         else:
             self.seed_generator = None
-        self._last_binary_kernel = None
+        self._binary_kernel_in_use = None
 
     def _resolve_binary(self, kernel_shape: tuple[int, ...]) -> None:
         """Set H, W_LR_scale, the initializer and the clip for this kernel shape."""
         receptive = math.prod(kernel_shape[:-2])
         fan_in, fan_out = receptive * kernel_shape[-2], receptive * kernel_shape[-1]
         glorot = glorot_H(fan_in, fan_out)
-        self.H = glorot if self.H_spec == "glorot" else self.H_spec
-        if self.W_LR_scale_spec == "glorot":
+        self.H = glorot if self.H_spec == GLOROT else self.H_spec
+        if self.W_LR_scale_spec == GLOROT:
             self.W_LR_scale = 1.0 / glorot
         elif self.W_LR_scale_spec is None:
             self.W_LR_scale = 1.0
@@ -124,14 +96,22 @@ class BinaryKernelMixin:
             srng=self.seed_generator,
         )
 
+    @property
+    def binary_kernel_in_use(self):
+        """The binary kernel `Wb` the last forward pass used (training or not); None before the first.
+
+        Inside a traced function (a compiled step) this is that trace's symbolic tensor: read it
+        in the same function, after the forward pass, to get the exact sample the step used.
+        A plain layer (`binary=False`) has none.
+        """
+        return self._binary_kernel_in_use
+
     def _kernel_for_call(self, training):
         """The binary kernel with a straight-through gradient to the real kernel."""
         if not self.binary:
             return self.kernel
         Wb = self.binary_kernel(bool(training))
-        # Kept (symbolically, inside a traced step) for bclab's instrumented step,
-        # which reports the exact sample this forward pass used.
-        self._last_binary_kernel = Wb
+        self._binary_kernel_in_use = Wb
         return straight_through(self.kernel, Wb)
 
     def save_own_variables(self, store):

@@ -24,6 +24,7 @@ from keras import ops
 from keras.saving import deserialize_keras_object, serialize_keras_object
 
 from bclab.core.constraints import BinaryKernelClip
+from bclab.core.patching import replaced_attribute
 from bclab.validation import invalid_value
 
 
@@ -130,9 +131,12 @@ class BinaryConnectOptimizer(keras.optimizers.Optimizer):
             and not inner.gradient_accumulation_steps
         )
 
-    @contextlib.contextmanager
-    def _learning_rate_scaled(self, kernels, rules) -> Iterator[None]:
-        """Trace time: the inner `update_step` sees `lr * W_LR_scale` for binary kernels."""
+    def _learning_rate_scaled(self, kernels, rules) -> contextlib.AbstractContextManager:
+        """Trace time: the inner `update_step` sees `lr * W_LR_scale` for binary kernels.
+
+        Wraps whatever `update_step` is in place (the class's, or an instrumented step's probe,
+        which then counts each real call once) and restores it on exit (`bclab.core.patching`).
+        """
         inner = self.inner_optimizer
         # The TensorFlow backend passes the backing tf.Variable (`.value`) to update_step.
         scales = {}
@@ -144,11 +148,7 @@ class BinaryConnectOptimizer(keras.optimizers.Optimizer):
             scale = scales.get(id(variable), 1.0)
             original(gradient, variable, learning_rate if scale == 1.0 else learning_rate * scale)
 
-        inner.update_step = update_step
-        try:
-            yield
-        finally:
-            inner.update_step = original
+        return replaced_attribute(inner, "update_step", update_step)
 
     @property
     def learning_rate(self):

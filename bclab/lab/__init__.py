@@ -8,7 +8,7 @@ from importlib import import_module
 
 _EXPORTS = {
     "Lab": "bclab.lab.app",
-    "VIEWS": "bclab.lab.app",
+    "VIEWS": "bclab.lab.views",
     "Comparison": "bclab.lab.compare",
     "compare_runs": "bclab.lab.compare",
     "ConfigControls": "bclab.lab.controls",

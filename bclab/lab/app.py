@@ -8,42 +8,48 @@ a cell blocks. That thread updates widgets only by setting traits (progress, sta
 by the `bclab.plots.update_*` functions, each one `plotly_update` message per figure,
 at most once a second and for the selected layer only; it never prints or writes to an Output widget.
 
-This module does no math and builds no figure: the figures come from `bclab.plots`, the settings
-form from `bclab.lab.controls`, the run's state machine from `bclab.train.runner`.
+This module does no math and builds no figure: the views and their navigation come from
+`bclab.lab.views` (figures from `bclab.plots`), the settings form from `bclab.lab.controls`, the
+run's state machine from `bclab.train.runner`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import html
 import os
-import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import ipywidgets as widgets
-import plotly.graph_objects as go
 
-from bclab import plots
 from bclab.config import RunConfig
 from bclab.lab.compare import Comparison, compare_runs, load_dataset_for
 from bclab.lab.controls import ConfigControls
-from bclab.trace.store import Trace, TraceFileError
+from bclab.lab.views import Guard, Views
+from bclab.trace import Trace, TraceFileError
 from bclab.train.runner import REFRESH_S, BackgroundRun
+from bclab.validation import invalid_value
 
 __all__ = ["Comparison", "Lab", "compare_runs"]
 
-VIEWS = ("weights", "hard_sigmoid", "scalars", "timeline", "trajectories", "grads")
-_MAKERS = {name: getattr(plots, f"make_{name}_figure") for name in VIEWS}
-_UPDATERS = {name: getattr(plots, f"update_{name}") for name in VIEWS}
-_BUTTONS = {
+_BUTTONS = {  # key -> (label, icon, style)
     "start": ("Start", "play", "success"),
     "pause": ("Pause", "pause", ""),
     "step": ("Step", "step-forward", ""),
     "stop": ("Stop", "stop", "danger"),
     "reset": ("Reset", "undo", "warning"),
 }
+
+
+def _buttons(handlers: Mapping[str, Callable[[], Any]]) -> dict[str, widgets.Button]:
+    """The run buttons, each calling its handler with no argument; DOM class `bclab-<key>`."""
+    buttons = {}
+    for key, (label, icon, style) in _BUTTONS.items():
+        button = widgets.Button(description=label, icon=icon, button_style=style, layout={"width": "100px"})
+        button.add_class(f"bclab-{key}")
+        button.on_click(lambda _button, handler=handlers[key]: handler())
+        buttons[key] = button
+    return buttons
 
 
 class Lab:
@@ -63,65 +69,36 @@ class Lab:
         self._datasets: dict[tuple, Any] = {}  # the last data set loaded by name
         self._run_config = config
         self._loaded: Trace | None = None
-        self._bound: Trace | None = None  # the trace the layer selector and slider describe
         self._message, self._message_error = "", False
-        self._views_lock = threading.RLock()
-        self._local = threading.local()  # .quiet: this thread is making the lab's own widget changes
-        self._last_refresh = 0.0
+        self._guard = Guard()
 
         self.controls: dict[str, widgets.Widget] = self._form.widgets
-        self.buttons = {
-            key: widgets.Button(description=label, icon=icon, button_style=style, layout={"width": "100px"})
-            for key, (label, icon, style) in _BUTTONS.items()
-        }
-        self.progress = widgets.IntProgress(value=0, min=0, max=1, description="progress")
-        self.status = widgets.HTML()
-        self.layer_selector = widgets.Dropdown(description="layer", options=[])
-        self.history = widgets.IntSlider(description="step", min=0, max=0, layout={"width": "420px"})
-        self.follow = widgets.Checkbox(description="follow latest", value=True, indent=False)
-        self.figures = {name: go.FigureWidget(_MAKERS[name]()) for name in VIEWS}
+        self.views = Views(lambda: self.trace, self._guard)
+        self.figures, self.layer_selector = self.views.figures, self.views.layer_selector
+        self.history, self.follow = self.views.history, self.views.follow
+        self.buttons = _buttons(
+            {"start": self.start, "pause": self.toggle_pause, "step": self.step, "stop": self.stop, "reset": self.reset}
+        )
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, description="progress").add_class("bclab-progress")
+        self.status = widgets.HTML().add_class("bclab-status")
         self.save_folder = widgets.Text(value="bclab-run", description="save to")
-        self.save_button = widgets.Button(description="Save", icon="save")
+        self.save_button = widgets.Button(description="Save", icon="save").add_class("bclab-save")
+        self.save_button.on_click(lambda _button: self._save_clicked())
         self.runner = BackgroundRun(
             self._make_trainer, on_state=self._on_state, on_progress=self._on_progress, min_interval=REFRESH_S
         )
-
-        for key, button in self.buttons.items():
-            button.add_class(f"bclab-{key}")
-        handlers = {
-            "start": self.start,
-            "pause": self.toggle_pause,
-            "step": self.step,
-            "stop": self.stop,
-            "reset": self.reset,
-        }
-        for key, handler in handlers.items():
-            self.buttons[key].on_click(lambda _button, handler=handler: handler())
-        self.save_button.on_click(lambda _button: self._save_clicked())
-        self.save_button.add_class("bclab-save")
-        self.progress.add_class("bclab-progress")
-        self.status.add_class("bclab-status")
         self._form.observe(self._on_control)
-        self.layer_selector.observe(self._on_layer, names="value")
-        self.history.observe(self._on_history, names="value")
-        self.follow.observe(self._on_follow, names="value")
-        cells = []
-        for name, fig in self.figures.items():
-            fig.add_class(f"bclab-fig-{name}")
-            cells.append(widgets.Box([fig], layout={"min_width": "0"}))
         self.widget = widgets.VBox(
             [
                 self._form.box,
                 widgets.HBox(list(self.buttons.values())),
                 self.progress,
                 self.status,
-                widgets.HBox([self.layer_selector, self.history, self.follow]),
-                # One column: plotly figures are 700 px wide by default and were cut off in half-width cells.
-                widgets.GridBox(cells, layout={"grid_template_columns": "minmax(0, 1fr)"}),
+                self.views.navigation,
+                self.views.grid,
                 widgets.HBox([self.save_folder, self.save_button]),
             ]
-        )
-        self.widget.add_class("bclab-lab")
+        ).add_class("bclab-lab")
         self._sync_widgets()
 
     # ------------------------------------------------------------------ display
@@ -229,7 +206,7 @@ class Lab:
         except (ValueError, TypeError) as error:
             self._say(f"Config not imported: {error}", error=True)
             return False
-        with self._quiet():
+        with self._guard.quiet():
             self._form.set(config)
         self._say("Config imported.")
         return True
@@ -246,10 +223,7 @@ class Lab:
     def save_model(self, path: str | os.PathLike) -> None:
         """Writes the model to a `.keras` file between two training steps."""
         if not os.fspath(path).endswith(".keras"):
-            raise ValueError(
-                f"Received an invalid value for `path`, expected a file name ending "
-                f"in '.keras'. Received: path={os.fspath(path)!r}"
-            )
+            raise invalid_value("path", os.fspath(path), "a file name ending in '.keras'")
         with self.runner.hold() as trainer:
             if trainer is None:
                 raise ValueError("There is no model to save: start a run first.")
@@ -257,8 +231,7 @@ class Lab:
 
     def save_figures(self, path: str | os.PathLike) -> None:
         """Writes the six views, as shown, to one offline HTML file."""
-        with self._views_lock:
-            plots.figures_to_html(self.figures, path)
+        self.views.to_html(path)
 
     def save_all(self, folder: str | os.PathLike) -> list[str]:
         """Writes config.json, figures.html and, when they exist, trace.npz and model.keras."""
@@ -300,35 +273,17 @@ class Lab:
             except (ValueError, TypeError):
                 pass  # a trace from another version: the views still work
         self._say(f"Showing the trace loaded from {os.fspath(path)} ({len(trace)} steps).")
-        with self._quiet():
-            self.follow.value = True
-        self._refresh(force=True)
+        self.views.show_latest()
         return trace
 
     # ------------------------------------------------------------------ widget sync
-
-    @contextlib.contextmanager
-    def _quiet(self) -> Iterator[None]:
-        """Widget changes made inside are the lab's own: the observers ignore them."""
-        with self._views_lock:
-            self._local.quiet = True
-            try:
-                yield
-            finally:
-                self._local.quiet = False
-
-    @property
-    def _syncing(self) -> bool:
-        # Per thread: a user's change handled in the kernel thread must not be ignored because
-        # the worker thread is moving the slider at the same moment.
-        return getattr(self._local, "quiet", False)
 
     def _say(self, message: str, error: bool = False) -> None:
         self._message, self._message_error = message, error
         self._sync_status()
 
     def _on_control(self, _change: Any) -> None:
-        if self._syncing:
+        if self._guard.quiet_here:
             return
         try:
             self._form.read()
@@ -338,16 +293,16 @@ class Lab:
             if self._message_error:
                 self._say("")
 
-    def _on_state(self, _state: str) -> None:  # any thread
+    def _on_state(self, state: str) -> None:  # any thread
         self._sync_widgets()
-        if _state == "idle":
-            self._refresh(force=True)
+        if state == "idle":
+            self.views.refresh(force=True)
 
     def _on_progress(self, trainer: Any) -> None:  # the worker thread
         self.progress.max = max(1, trainer.steps_total)
         self.progress.value = trainer.global_step
         self._sync_status()
-        self._refresh(force=self.runner.state != "running")
+        self.views.refresh(force=self.runner.state != "running")
 
     def _sync_widgets(self) -> None:
         state, trainer = self.runner.state, self.runner.trainer
@@ -392,46 +347,3 @@ class Lab:
             color = "#c00" if self._message_error else "#444"
             lines.append(f'<span style="color:{color}">{html.escape(self._message)}</span>')
         self.status.value = "<br>".join(lines)
-
-    def _on_layer(self, _change: Any) -> None:
-        if not self._syncing:
-            self._refresh(force=True)
-
-    def _on_history(self, _change: Any) -> None:
-        if self._syncing:
-            return
-        with self._quiet():
-            self.follow.value = False  # the user picked a step: stay there
-        self._refresh(force=True)
-
-    def _on_follow(self, change: Any) -> None:
-        if not self._syncing and change["new"]:
-            self._refresh(force=True)
-
-    def _refresh(self, force: bool = False) -> None:
-        """Points the selector and slider at the trace on show and redraws all six views (at the
-        newest step when following, else at the slider's step)."""
-        now = time.monotonic()
-        if not force and now - self._last_refresh < REFRESH_S:
-            return
-        with self._views_lock:
-            self._last_refresh = now
-            trace = self.trace
-            with self._quiet():
-                if trace is not self._bound:
-                    self._bound = trace
-                    names = list(trace.layer_names) if trace is not None else []
-                    self.layer_selector.options = names
-                    self.layer_selector.value = names[0] if names else None
-                    self.history.value = 0
-                last = None if trace is None else trace.last_step
-                self.history.max = last or 0
-                if self.follow.value:
-                    self.history.value = last or 0
-                self.history.disabled = last is None
-            if trace is None:
-                layer, step = None, None
-            else:
-                layer, step = self.layer_selector.value, None if self.follow.value else self.history.value
-            for name, fig in self.figures.items():
-                _UPDATERS[name](fig, trace, layer, step)

@@ -15,8 +15,9 @@ import plotly.graph_objects as go
 
 from bclab import plots
 from bclab.config import RunConfig
+from bclab.trace.schema import ACCURACY, FLIP_RATIO, LOSS, is_model_level
 from bclab.train.runner import REFRESH_S, BackgroundRun
-from bclab.validation import invalid_value
+from bclab.validation import check_positive_int, invalid_value
 
 __all__ = ["Comparison", "compare_runs", "load_dataset_for"]
 
@@ -66,7 +67,7 @@ class Comparison(widgets.VBox):
         self.trainers = dict(trainers)
         self.traces = {name: t.trace for name, t in self.trainers.items()}
         layer = next(iter(self.traces.values())).layer_names[0]
-        self._layers = {s: None if s in ("loss", "accuracy", "lr") else layer for s in scalars}
+        self._layers = {s: None if is_model_level(s) else layer for s in scalars}
         self.figures = {
             s: go.FigureWidget(plots.make_comparison_figure(self.traces, s, self._layers[s])) for s in scalars
         }
@@ -118,7 +119,7 @@ def compare_runs(
     steps: int,
     *,
     dataset: Any = None,
-    scalars: tuple[str, ...] = ("loss", "accuracy", "flip_ratio"),
+    scalars: tuple[str, ...] = (LOSS, ACCURACY, FLIP_RATIO),
 ) -> Comparison:
     """Trains each config for `steps` batches, in turn, in one background thread, and shows
     each of `scalars` as one line per run (e.g. deterministic vs stochastic vs float).
@@ -131,8 +132,7 @@ def compare_runs(
 
     if not configs:
         raise invalid_value("configs", configs, "a non-empty mapping of name -> RunConfig")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise invalid_value("steps", steps, "a positive integer")
+    steps = check_positive_int("steps", steps)
     loaded: dict[tuple, Any] = {}
     trainers = {}
     for name, config in configs.items():

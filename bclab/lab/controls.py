@@ -1,8 +1,9 @@
 """The lab's settings form: one ipywidget per RunConfig field the lab lets you change.
 
 `ConfigControls` reads a `RunConfig` from the widgets (fields without a widget keep the value
-of a base config) and writes one into them. Reading raises the ValueError of `RunConfig`, whose
-message names the field, the value and what was expected; the lab shows it in its status line.
+of a base config) and writes one into them. Reading raises the ValueError of a `bclab.validation`
+check (the text boxes' or `RunConfig`'s), which names the field, the value and what was expected;
+the lab shows it in its status line.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from typing import Any
 import ipywidgets as widgets
 
 from bclab.config import ARCHITECTURES, MODES, OPTIMIZERS, SIZES, TRACE_LEVELS, RunConfig
-from bclab.data import DATASETS, DEFAULT_DATASET
-from bclab.validation import invalid_value
+from bclab.data import DATASETS, DEFAULT_DATASET, FILE_SOURCES
+from bclab.validation import check_glorot_or_positive
 
 __all__ = ["ConfigControls"]
 
@@ -25,20 +26,6 @@ _LAYOUT = {"width": "250px"}
 
 def _dropdown(label: str, options: Any, value: str) -> widgets.Dropdown:
     return widgets.Dropdown(description=label, options=options, value=value, style=_STYLE, layout=_LAYOUT)
-
-
-def _number_or_name(name: str, text: str, allow_none: bool = False) -> float | str | None:
-    """Parses a Text control that takes a number or "glorot" (or "none" when allowed)."""
-    cleaned = text.strip().lower()
-    if cleaned == "glorot":
-        return "glorot"
-    if allow_none and cleaned in ("", "none"):
-        return None
-    try:
-        return float(cleaned)
-    except ValueError:
-        expected = 'a positive number, "glorot" or "none"' if allow_none else 'a positive number or "glorot"'
-        raise invalid_value(name, text, expected) from None
 
 
 def _format(value: float | str | None) -> str:
@@ -84,9 +71,9 @@ class ConfigControls:
             ValueError: A value is invalid (the message names the field and the value).
         """
         values = {name: w.value for name, w in self.widgets.items()}
-        values["H"] = _number_or_name("H", values["H"])
-        values["W_LR_scale"] = _number_or_name("W_LR_scale", values["W_LR_scale"], allow_none=True)
-        data_path = self.base.data_path if values["dataset"] in ("npz", "idx") else None
+        values["H"] = check_glorot_or_positive("H", values["H"])
+        values["W_LR_scale"] = check_glorot_or_positive("W_LR_scale", values["W_LR_scale"], allow_none=True)
+        data_path = self.base.data_path if values["dataset"] in FILE_SOURCES else None
         return self.base.replace(data_path=data_path, **values)
 
     def set(self, config: RunConfig) -> None:

@@ -1,5 +1,12 @@
-"""The step trace: what happened in every training step (NumPy and the standard library only)."""
+"""The step trace: what happened in every training step (NumPy and the standard library only).
 
-from bclab.trace.store import KINDS, SAMPLE_FIELDS, LayerInfo, Trace, TraceFileError, TraceLookupError
+`schema` names the record's entries, `records` checks one record, `rows` and `tables` hold the
+thinned data, `store` is the `Trace` itself, `fileformat` its files, `summary` its text and
+`tensorboard` the export of its scalars.
+"""
+
+from bclab.trace.fileformat import TraceFileError
+from bclab.trace.schema import KINDS, SAMPLE_FIELDS
+from bclab.trace.store import LayerInfo, Trace, TraceLookupError
 
 __all__ = ["KINDS", "SAMPLE_FIELDS", "LayerInfo", "Trace", "TraceFileError", "TraceLookupError"]

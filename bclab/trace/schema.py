@@ -12,6 +12,7 @@ ACCURACY = "accuracy"
 LR = "lr"
 EPOCH = "epoch"  # the store also keeps each record's epoch as a model-level scalar
 MODEL_SCALARS = (LOSS, ACCURACY, LR)
+MODEL_SCOPE = ""  # the scope of model-level scalars in the store and its files; layer and param names are non-empty
 
 # Per-layer scalars of a binary layer (see `bclab.train.step` for how each is computed).
 GRAD_NORM = "grad_norm"
@@ -30,6 +31,12 @@ COUNTERS = (PYTHON_TRACES, PYTHON_UPDATE_STEP_CALLS, COMPILED_RUNS)
 # Histogram kinds (fixed bins, one set of edges each) and tracked-weight fields.
 KINDS = ("real", "prob", "grad", "update")
 SAMPLE_FIELDS = ("W", "Wb", "p", "grad", "update")
+
+
+def is_model_level(name: str) -> bool:
+    """Scalars kept once per step for the whole model, not per layer: the model scalars, the
+    counters and the epoch."""
+    return name in MODEL_SCALARS or name in COUNTERS or name == EPOCH
 
 
 def is_watched_for_nonfinite(name: str) -> bool:

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from bclab.validation import invalid_value
+from bclab.validation import check_real, invalid_value
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +63,12 @@ class BackgroundRun:
         on_epoch: Callable[[Any], None] | None = None,
         min_interval: float = 0.25,
     ):
-        if isinstance(min_interval, bool) or not isinstance(min_interval, (int, float)) or min_interval < 0:
-            raise invalid_value("min_interval", min_interval, "a non-negative number of seconds")
+        expected = "a non-negative number of seconds"
+        self.min_interval = check_real("min_interval", min_interval, expected)
+        if not 0 <= self.min_interval < math.inf:
+            raise invalid_value("min_interval", min_interval, expected)
         self.make_trainer = make_trainer
         self.on_state, self.on_progress, self.on_epoch = on_state, on_progress, on_epoch
-        self.min_interval = float(min_interval)
         self._lock = threading.Lock()  # guards the fields below
         self._step_lock = threading.Lock()  # held around each step; see hold()
         self._thread: threading.Thread | None = None

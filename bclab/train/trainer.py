@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -28,9 +29,12 @@ from bclab import data as bcdata
 from bclab.config import RunConfig
 from bclab.core.layers import BinaryKernelMixin
 from bclab.core.optimizers import BinaryConnectOptimizer
+from bclab.trace.schema import ACCURACY, COMPILED_RUNS, EPOCH, LAYER_SCALARS, LOSS, MODEL_SCALARS, PARAM_SCALARS
 from bclab.trace.store import LayerInfo, Trace
 from bclab.train.models import build_model, make_optimizer, squared_hinge
 from bclab.train.step import InstrumentedStep
+from bclab.train.timeline import event
+from bclab.validation import check_flag, invalid_value
 
 logger = logging.getLogger(__name__)
 
@@ -76,49 +80,45 @@ class Trainer:
     Args:
         config: the run's settings.
         dataset: an already loaded `Dataset` (default: load `config.dataset`).
-        explain: run the step eagerly (Python executes on every call) to record each
-            call in real time; slow, for a handful of steps.
+        eager: run the step eagerly (Python executes on every call, as Keras's
+            `run_eagerly=True`) to record each call in real time; slow, for a handful of steps.
+        explain: deprecated alias of `eager` (bclab 0.1).
     """
 
-    def __init__(self, config: RunConfig, dataset: bcdata.Dataset | None = None, *, explain: bool = False):
+    def __init__(
+        self,
+        config: RunConfig,
+        dataset: bcdata.Dataset | None = None,
+        *,
+        eager: bool = False,
+        explain: bool | None = None,
+    ):
+        if explain is not None:
+            warnings.warn("`Trainer(explain=...)` is deprecated: use `eager=...`.", DeprecationWarning, stacklevel=2)
+            eager = check_flag("explain", explain)
         self.config = config
-        dataset = dataset or bcdata.load_dataset(config.dataset, path=config.data_path)
-        dataset = bcdata.subset(dataset, config.n_train, config.n_test)
-        if config.n_validation >= len(dataset.x_train):
-            raise ValueError(
-                f"Received an invalid value for `n_validation`, expected fewer than the {len(dataset.x_train)} "
-                f"training examples. Received: n_validation={config.n_validation}"
-            )
-        self.dataset = dataset
-        self.split = bcdata.split_validation(dataset, config.n_validation)
-        for name, n in (("training", len(self.split.x_train)), ("test", len(self.split.x_test))):
-            if n < config.batch_size:
-                raise ValueError(
-                    f"Received an invalid value for `batch_size`, expected at most the {n} {name} examples "
-                    f"(only full batches are used). Received: batch_size={config.batch_size}"
-                )
+        self.eager = check_flag("eager", eager)
+        self.dataset, self.split = _load_and_split(config, dataset)
         keras.utils.set_random_seed(config.seed)
-        self.model = build_model(config, dataset.image_shape, dataset.num_classes)
+        self.model = build_model(config, self.dataset.image_shape, self.dataset.num_classes)
         self.optimizer = BinaryConnectOptimizer(make_optimizer(config))
         self.optimizer.build(self.model.trainable_variables)
         self.device = device_name()
-        self.explain = explain
         self.instrumented = InstrumentedStep(
             self.model,
             self.optimizer,
             squared_hinge,
-            level="off" if config.trace == "off" else config.trace,
+            level=config.trace,
             sample_size=config.trace_sample,
             seed=config.seed,
-            eager=explain,
-            jit_compile=config.jit_compile and not explain,
+            eager=self.eager,
+            jit_compile=config.jit_compile and not self.eager,
         )
         self.trace = None if config.trace == "off" else self._new_trace()
         self._order_rng = np.random.default_rng(config.seed)
         self._predict = None  # compiled test-time forward, made on first use
         self.history: list[EpochResult] = []
-        self.epoch = 0
-        self.global_step = 0
+        self.epoch = self.global_step = 0
         self.batches_per_epoch = bcdata.num_batches(len(self.split.x_train), config.batch_size)
         self._batches: Iterator | None = None
         self._batches_left = 0
@@ -127,51 +127,31 @@ class Trainer:
         self._epoch_correct: list[float] = []
         self.on_step: list[Callable[[dict[str, Any]], None]] = []
 
+    @property
+    def explain(self) -> bool:
+        """Deprecated alias of `eager` (bclab 0.1)."""
+        warnings.warn("`Trainer.explain` is deprecated: use `Trainer.eager`.", DeprecationWarning, stacklevel=2)
+        return self.eager
+
     def _new_trace(self) -> Trace:
-        layers = [
-            LayerInfo(
-                name=layer.name,
-                shape=tuple(int(d) for d in layer.kernel.shape),
-                H=float(layer.H),
-                W_LR_scale=float(layer.W_LR_scale),
-                binary=True,
-                stochastic=bool(layer.stochastic),
-            )
-            for layer in self.instrumented.layers
-        ]
+        step = self.instrumented
+        layers = [_layer_info(layer, binary=True) for layer in step.layers]
         if not layers:
             # mode "float": no binary layer gets summaries, but a Trace needs its layers named;
             # list the kernel layers (binary=False) so loss and accuracy are still recorded.
-            layers = [
-                LayerInfo(
-                    name=layer.name,
-                    shape=tuple(int(d) for d in layer.kernel.shape),
-                    H=float(layer.H),
-                    W_LR_scale=float(layer.W_LR_scale),
-                    binary=False,
-                    stochastic=False,
-                )
-                for layer in self.model.layers
-                if isinstance(layer, BinaryKernelMixin)
-            ]
+            kernel_layers = [layer for layer in self.model.layers if isinstance(layer, BinaryKernelMixin)]
+            layers = [_layer_info(layer, binary=False) for layer in kernel_layers]
         meta = {
             "config": self.config.to_dict(),
             "device": self.device,
             "keras": keras.__version__,
             "backend": keras.backend.backend(),
-            "mode": "explain (eager)"
-            if self.explain
-            else ("compiled (XLA)" if self.config.jit_compile else "compiled"),
-            "hist_stride": dict(zip([layer.name for layer in self.instrumented.layers], self.instrumented.hist_stride)),
+            "mode": "eager" if self.eager else ("compiled (XLA)" if self.config.jit_compile else "compiled"),
+            "hist_stride": {layer.name: k for layer, k in zip(step.layers, step.hist_stride)},
             "dataset_source": self.dataset.source,
         }
-        return Trace(
-            layers,
-            self.instrumented.bin_edges,
-            params=[v.path for v in self.instrumented.params],
-            sample_size=self.instrumented.sample_size,
-            meta=meta,
-        )
+        params = [v.path for v in step.params]
+        return Trace(layers, step.bin_edges, params=params, sample_size=step.sample_size, meta=meta)
 
     # ----- state -----
 
@@ -200,20 +180,20 @@ class Trainer:
         t_ready = time.time()
         host, device_events = self.instrumented(x, y)
         t_host = time.time()
-        self._epoch_losses.append(float(host["loss"]))
-        self._epoch_correct.append(float(host["accuracy"]))
+        self._epoch_losses.append(float(host[LOSS]))
+        self._epoch_correct.append(float(host[ACCURACY]))
         callbacks_start = time.time()
         for callback in self.on_step:
             callback(host)
         t_end = time.time()
         if self.trace is not None:
-            events = [_event("fetch batch", t_fetch, t_ready, f"{len(x)} examples, uint8 -> float32 in [-1, 1]")]
+            events = [event("fetch batch", t_fetch, t_ready, f"{len(x)} examples, uint8 -> float32 in [-1, 1]")]
             events += device_events
             last = device_events[-1]["start"] + device_events[-1]["duration"] if device_events else t_ready
-            events.append(_event("summaries to host", last, t_host, "a few KB of summaries, .numpy()"))
-            events.append(_event("callbacks", callbacks_start, t_end, f"{len(self.on_step)} on_step callbacks"))
-            for event in events:
-                event["start"] -= t_fetch
+            events.append(event("summaries to host", last, t_host, "a few KB of summaries, .numpy()"))
+            events.append(event("callbacks", callbacks_start, t_end, f"{len(self.on_step)} on_step callbacks"))
+            for e in events:
+                e["start"] -= t_fetch
             self.trace.append(self._record(host, events))
         self.global_step += 1
         self._batches_left -= 1
@@ -287,8 +267,9 @@ class Trainer:
                 on_epoch(result)
         return self.history
 
-    def explain_steps(self, steps: int = 3) -> list[list[dict[str, Any]]]:
-        """Run `steps` batches and return each one's events (use with `explain=True`)."""
+    def step_timelines(self, steps: int = 3) -> list[list[dict[str, Any]]]:
+        """Run `steps` batches and return each one's timeline: its host and device phases as
+        events, in order (`bclab.train.timeline`). Use with `eager=True` to see every Python body run."""
         timelines = []
         for _ in range(steps):
             if self.done:
@@ -298,36 +279,27 @@ class Trainer:
                 timelines.append(self.trace.events(self.trace.latest_heavy_step()))
         return timelines
 
+    def explain_steps(self, steps: int = 3) -> list[list[dict[str, Any]]]:
+        """Deprecated alias of `step_timelines` (bclab 0.1)."""
+        warnings.warn(
+            "`Trainer.explain_steps` is deprecated: use `Trainer.step_timelines`.", DeprecationWarning, stacklevel=2
+        )
+        return self.step_timelines(steps)
+
     def _record(self, host: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
-        counters = {
-            "python_traces": self.instrumented.counters["python_traces"],
-            "python_update_step_calls": self.instrumented.counters["python_update_step_calls"],
-            "compiled_runs": int(host["compiled_runs"]),
-        }
+        """The trace record of the step just run (the store's `Trace.append` format)."""
+        step = self.instrumented
         record: dict[str, Any] = {
             "step": self.global_step,
-            "epoch": self.epoch,
-            "scalars": {"loss": float(host["loss"]), "accuracy": float(host["accuracy"]), "lr": float(host["lr"])},
+            EPOCH: self.epoch,
+            "scalars": {name: float(host[name]) for name in MODEL_SCALARS},
             "events": events,
-            "counters": counters,
+            "counters": {**step.counters, COMPILED_RUNS: int(host[COMPILED_RUNS])},
         }
         if "layers" in host:
-            record["layers"] = {}
-            for layer, summary in zip(self.instrumented.layers, host["layers"]):
-                entry: dict[str, Any] = {
-                    "plus": int(summary["plus"]),
-                    "minus": int(summary["minus"]),
-                    "scalars": {
-                        k: float(summary[k]) for k in ("grad_norm", "update_norm", "clipped_fraction", "flip_ratio")
-                    },
-                }
-                if "hist" in summary:
-                    entry["hist"] = summary["hist"]
-                    entry["sample"] = summary["sample"]
-                record["layers"][layer.name] = entry
+            record["layers"] = {layer.name: _layer_record(s) for layer, s in zip(step.layers, host["layers"])}
             record["params"] = {
-                v.path: {k: float(s[k]) for k in ("grad_norm", "update_norm")}
-                for v, s in zip(self.instrumented.params, host["params"])
+                v.path: {name: float(s[name]) for name in PARAM_SCALARS} for v, s in zip(step.params, host["params"])
             }
         return record
 
@@ -339,5 +311,39 @@ class Trainer:
         return [asdict(r) for r in self.history]
 
 
-def _event(phase: str, start: float, end: float, detail: str) -> dict[str, Any]:
-    return {"phase": phase, "start": start, "duration": max(0.0, end - start), "detail": detail}
+def _load_and_split(config: RunConfig, dataset: bcdata.Dataset | None) -> tuple[bcdata.Dataset, bcdata.Split]:
+    """The run's data and its validation split; fails early unless full batches exist."""
+    dataset = dataset or bcdata.load_dataset(config.dataset, path=config.data_path)
+    dataset = bcdata.subset(dataset, config.n_train, config.n_test)
+    n_train = len(dataset.x_train)
+    if config.n_validation >= n_train:
+        raise invalid_value("n_validation", config.n_validation, f"fewer than the {n_train} training examples")
+    split = bcdata.split_validation(dataset, config.n_validation)
+    for name, n in (("training", len(split.x_train)), ("test", len(split.x_test))):
+        if n < config.batch_size:
+            expected = f"at most the {n} {name} examples (only full batches are used)"
+            raise invalid_value("batch_size", config.batch_size, expected)
+    return dataset, split
+
+
+def _layer_info(layer: BinaryKernelMixin, binary: bool) -> LayerInfo:
+    return LayerInfo(
+        name=layer.name,
+        shape=tuple(int(d) for d in layer.kernel.shape),
+        H=float(layer.H),
+        W_LR_scale=float(layer.W_LR_scale),
+        binary=binary,
+        stochastic=binary and bool(layer.stochastic),
+    )
+
+
+def _layer_record(summary: dict[str, Any]) -> dict[str, Any]:
+    """One binary layer's part of a trace record, from the step's host summary."""
+    entry: dict[str, Any] = {
+        "plus": int(summary["plus"]),
+        "minus": int(summary["minus"]),
+        "scalars": {name: float(summary[name]) for name in LAYER_SCALARS},
+    }
+    if "hist" in summary:
+        entry["hist"], entry["sample"] = summary["hist"], summary["sample"]
+    return entry
