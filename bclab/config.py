@@ -23,6 +23,7 @@ from bclab.validation import (
     check_glorot_or_positive,
     check_int,
     check_mapping,
+    check_optional_int_between,
     check_optional_positive_int,
     check_positive_float,
     check_positive_int,
@@ -30,10 +31,12 @@ from bclab.validation import (
     invalid_value,
 )
 
+MAX_CLASSES = 10_000  # more outputs than this is a label error, not a classification task
 MODES = ("deterministic", "stochastic", "float")
 ARCHITECTURES = ("mlp", "cnn")
 OPTIMIZERS = ("adam", "adamax", "sgd")
 TRACE_LEVELS = ("off", "scalars", "full")  # the one list of trace levels (the step uses it too)
+ON_NONFINITE = ("stop", "continue")
 SIZES = ("paper", "small", "tiny")
 
 # Hidden widths per recipe and size. "paper" is the published network.
@@ -106,6 +109,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "n_train": check_optional_positive_int,
     "n_validation": partial(check_int, minimum=0),
     "n_test": check_optional_positive_int,
+    "num_classes": partial(check_optional_int_between, low=2, high=MAX_CLASSES),
     "architecture": partial(check_choice, choices=ARCHITECTURES),
     "size": partial(check_choice, choices=SIZES),
     "hidden_units": check_optional_positive_int,
@@ -126,6 +130,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "trace": partial(check_choice, choices=TRACE_LEVELS),
     "trace_sample": partial(check_int, minimum=0),
     "jit_compile": check_flag,
+    "on_nonfinite": partial(check_choice, choices=ON_NONFINITE),
 }
 
 
@@ -138,8 +143,12 @@ class RunConfig:
     binarization, the paper's "no regularizer" baseline).
     `n_train`/`n_test`: keep only the first n examples (None: all).
     `n_validation`: the last n training examples validate (reference split).
+    `num_classes`: the number of classes the labels may use (0 .. num_classes - 1); None takes
+    the data set's own (10 for the built-in ones, the labels' largest + 1 for files).
     `trace`: "off", "scalars" (per-step scalars and timeline) or "full" (plus
     histograms, binary counts and tracked weights).
+    `on_nonfinite`: "stop" (default) ends the run at the first NaN/Inf loss, gradient or update
+    and names it; "continue" keeps training, to watch a divergence.
     Each field is checked on construction (`_CHECKS`) and kept normalized: `H=1` is kept as
     1.0, `H="Glorot"` as "glorot", a path as a str, `conv_channels` as a tuple.
     """
@@ -149,6 +158,7 @@ class RunConfig:
     n_train: int | None = None
     n_validation: int = 500
     n_test: int | None = None
+    num_classes: int | None = None
     architecture: str = "mlp"
     size: str = "small"
     hidden_units: int | None = None
@@ -169,6 +179,7 @@ class RunConfig:
     trace: str = "full"
     trace_sample: int = 256
     jit_compile: bool = False
+    on_nonfinite: str = "stop"
 
     def __post_init__(self) -> None:
         for name, check in _CHECKS.items():

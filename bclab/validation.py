@@ -72,6 +72,11 @@ def check_int_between(name: str, value: Any, low: int, high: int, expected: str 
     return result
 
 
+def check_optional_int_between(name: str, value: Any, low: int, high: int) -> int | None:
+    """None, or an integer in [low, high]."""
+    return None if value is None else check_int_between(name, value, low, high)
+
+
 def check_real(name: str, value: Any, expected: str = "a real number") -> float:
     """A real number (a NumPy scalar too; not a bool, a string or an array). NaN and Inf pass."""
     if isinstance(value, (bool, str, bytes)) or getattr(value, "ndim", 0) != 0:
