@@ -1,12 +1,14 @@
-"""Write a file so that a crash never leaves it half-written (standard library only)."""
+"""Files written whole or not at all, and the strict JSON bclab writes (standard library only)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import tempfile
-from collections.abc import Iterator
-from typing import IO
+from collections.abc import Iterator, Mapping
+from typing import IO, Any
 
 
 @contextlib.contextmanager
@@ -17,7 +19,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", **open_kwargs) -> It
     one, never a part; on any exception the temporary file is removed.
     """
     path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=".bclab-", suffix=".tmp", dir=os.path.dirname(os.path.abspath(path)))
+    # The owner's pid in the name lets a later `bclab train` remove what a killed process left.
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".bclab-{os.getpid()}-", suffix=".tmp", dir=os.path.dirname(os.path.abspath(path))
+    )
     try:
         with os.fdopen(fd, mode, **open_kwargs) as handle:
             yield handle
@@ -29,3 +34,20 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", **open_kwargs) -> It
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def finite_or_none(value: Any) -> Any:
+    """`value` with every NaN or infinite float replaced by None (inside mappings, lists and tuples too)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(item) for item in value]
+    return value
+
+
+def strict_json(value: Any, **dumps_kwargs: Any) -> str:
+    """`json.dumps(value)` with NaN and Inf written as `null`: JSON has no NaN, and strict parsers
+    reject Python's bare `NaN`. `allow_nan=False` guarantees none is left."""
+    return json.dumps(finite_or_none(value), allow_nan=False, **dumps_kwargs)

@@ -15,23 +15,23 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from bclab.data import DATASETS, DEFAULT_DATASET, FILE_SOURCES
+from bclab.data import DATASETS, DEFAULT_DATASET, FILE_SOURCES, MAX_CLASSES
 from bclab.validation import (
     check_choice,
     check_flag,
     check_fraction,
     check_glorot_or_positive,
     check_int,
+    check_int_between,
     check_mapping,
     check_optional_int_between,
     check_optional_positive_int,
-    check_positive_float,
+    check_positive_float32,
     check_positive_int,
     invalid_data,
     invalid_value,
 )
 
-MAX_CLASSES = 10_000  # more outputs than this is a label error, not a classification task
 MODES = ("deterministic", "stochastic", "float")
 ARCHITECTURES = ("mlp", "cnn")
 OPTIMIZERS = ("adam", "adamax", "sgd")
@@ -102,6 +102,18 @@ def _channels(name: str, value: Any) -> tuple[int, int, int] | None:
     return channels
 
 
+def _in_float32(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+    """`check`, then a number must be one that float32 holds (training runs in float32)."""
+
+    def checked(name: str, value: Any) -> Any:
+        result = check(name, value)
+        if isinstance(result, float):
+            check_positive_float32(name, result)
+        return result
+
+    return checked
+
+
 # field -> its check, which returns the value normalized (an int, a float, "glorot", a tuple).
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "dataset": partial(check_choice, choices=DATASETS + FILE_SOURCES),
@@ -117,16 +129,17 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "conv_channels": _channels,
     "fc_units": check_optional_positive_int,
     "mode": partial(check_choice, choices=MODES),
-    "H": check_glorot_or_positive,
-    "W_LR_scale": partial(check_glorot_or_positive, allow_none=True),
+    "H": _in_float32(check_glorot_or_positive),
+    "W_LR_scale": _in_float32(partial(check_glorot_or_positive, allow_none=True)),
     "optimizer": partial(check_choice, choices=OPTIMIZERS),
-    "lr_start": check_positive_float,
-    "lr_end": check_positive_float,
+    "lr_start": check_positive_float32,
+    "lr_end": check_positive_float32,
     "batch_size": check_positive_int,
     "epochs": check_positive_int,
-    "seed": partial(check_int, minimum=0),
+    # keras.utils.set_random_seed seeds NumPy's legacy generator, which takes [0, 2**32).
+    "seed": partial(check_int_between, low=0, high=2**32 - 1, expected="a non-negative integer below 2**32"),
     "bn_alpha": partial(check_fraction, expected="a number in (0, 1] (Keras momentum = 1 - alpha)"),
-    "bn_epsilon": check_positive_float,
+    "bn_epsilon": check_positive_float32,
     "trace": partial(check_choice, choices=TRACE_LEVELS),
     "trace_sample": partial(check_int, minimum=0),
     "jit_compile": check_flag,
@@ -224,7 +237,7 @@ class RunConfig:
         return data
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)  # strict JSON; fields are finite
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:

@@ -77,6 +77,14 @@ def check_optional_int_between(name: str, value: Any, low: int, high: int) -> in
     return None if value is None else check_int_between(name, value, low, high)
 
 
+SEED_LIMIT = 2**62  # seeds reach TensorFlow as int64 after bclab adds offsets of about 2**20
+
+
+def check_optional_seed(name: str, value: Any, expected: str = "None or an integer in [0, 2**62)") -> int | None:
+    """None, or an integer seed in [0, 2**62) (NumPy integers too, not bools), returned as an `int`."""
+    return None if value is None else check_int_between(name, value, 0, SEED_LIMIT - 1, expected)
+
+
 def check_real(name: str, value: Any, expected: str = "a real number") -> float:
     """A real number (a NumPy scalar too; not a bool, a string or an array). NaN and Inf pass."""
     if isinstance(value, (bool, str, bytes)) or getattr(value, "ndim", 0) != 0:
@@ -92,6 +100,20 @@ def check_positive_float(name: str, value: Any) -> float:
     expected = "a positive finite number"
     result = check_real(name, value, expected)
     if not math.isfinite(result) or result <= 0:
+        raise invalid_value(name, value, expected)
+    return result
+
+
+FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32
+FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32
+
+
+def check_positive_float32(name: str, value: Any) -> float:
+    """A positive number that float32 holds as a normal number: training runs in float32, where a
+    larger one is Inf and a smaller one is 0 or loses its precision."""
+    expected = f"a positive finite number that float32 holds ({FLOAT32_TINY:.3g} to {FLOAT32_MAX:.4g})"
+    result = check_real(name, value, expected)
+    if not FLOAT32_TINY <= result <= FLOAT32_MAX:
         raise invalid_value(name, value, expected)
     return result
 

@@ -41,7 +41,8 @@ def oracle_binarization(W, H, binary=True, deterministic=False, stochastic=False
         # T.round: half away from zero, so p == 0.5 -> 1. floor(p + 0.5) done in float64,
         # where p + 0.5 is exact for a float32 p (in float32 it would round 0.49999997 up).
         b = np.floor(p.astype(np.float64) + 0.5)
-    return np.where(b == 1, H, -H).astype(np.float32)
+    # T.switch(b, H, -H): any non-zero b selects H, NaN included (NaN != 0).
+    return np.where(b != 0, H, -H).astype(np.float32)
 
 
 # A "Glorot" H of MNIST's first layer (784 -> 2048) and of a 3x3 conv 3 -> 8 channels.
@@ -151,6 +152,41 @@ def test_binary_false_returns_W(deterministic, stochastic):
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(got), W)
 
 
+def test_nonfinite_weights_follow_the_reference():
+    # Rounding: clip keeps NaN, round(NaN) = NaN, switch(NaN) -> +H; +-Inf -> p = 1 / 0 -> +-H.
+    # Sampling: u < NaN is false -> -H; u < 1 always, u < 0 never. The oracle is line by line.
+    W = np.array([[np.nan, np.inf, -np.inf, 0.25], [-np.nan, 0.0, -1.0, np.nan]], np.float32)
+    H = 0.5
+    rounded = keras.ops.convert_to_numpy(binarization(W, H))
+    np.testing.assert_array_equal(rounded, oracle_binarization(W, H))
+    np.testing.assert_array_equal(rounded[:, 0], [H, H])  # the reference's switch(NaN, H, -H)
+    sampled = keras.ops.convert_to_numpy(binarization(W, H, stochastic=True, srng=7))
+    u = keras.ops.convert_to_numpy(keras.random.uniform(W.shape, dtype="float32", seed=7))
+    np.testing.assert_array_equal(sampled, oracle_binarization(W, H, stochastic=True, u=u))
+    np.testing.assert_array_equal(sampled[np.isnan(W)], [-H, -H, -H])
+
+
+def test_a_tensor_H_is_checked_when_it_has_a_value_and_used_as_given_when_symbolic():
+    W = np.array([-0.2, 0.0, 0.3], np.float32)
+    expected = np.array([-0.5, 0.5, 0.5], np.float32)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(binarization(W, tf.constant(0.5))), expected)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(binarization(W, keras.Variable(0.5))), expected)
+    with pytest.raises(ValueError, match=r"`H`, expected a positive finite number\. Received: H=0\.0"):
+        binarization(W, tf.constant(0.0))
+    # Inside a compiled function the value is unknown until it runs: only the shape is checked.
+    compiled = tf.function(lambda H: binarization(W, H))
+    np.testing.assert_array_equal(compiled(tf.constant(0.5)).numpy(), expected)
+    with pytest.raises(ValueError, match=r"a positive finite number \(a scalar\)"):
+        compiled(tf.constant([0.5, 0.5]))
+
+
+def test_integer_weights_are_binarized_as_floats():
+    # [3, 0, -2] / H: signs +, 0 -> +H, - ; an integer W is cast to floatx (float32).
+    got = keras.ops.convert_to_numpy(binarization(np.array([3, 0, -2]), np.float32(0.25)))
+    np.testing.assert_array_equal(got, np.array([0.25, 0.25, -0.25], np.float32))
+    assert got.dtype == np.float32
+
+
 # --------------------------------------------------------------------------- stochastic
 
 
@@ -211,6 +247,13 @@ def test_compiled_function_with_seed_generator_draws_fresh_samples():
     # both draws are genuinely binary, roughly half +1 (p = 0.5)
     for s in (a, b):
         assert set(np.unique(s)) == {np.float32(-1), np.float32(1)}
+
+
+def test_a_numpy_integer_seed_draws_as_the_same_int():
+    W = np.zeros((8, 8), np.float32)
+    a = keras.ops.convert_to_numpy(binarization(W, 1.0, stochastic=True, srng=np.int64(21)))
+    b = keras.ops.convert_to_numpy(binarization(W, 1.0, stochastic=True, srng=21))
+    np.testing.assert_array_equal(a, b)
 
 
 def test_different_int_seeds_give_different_samples():

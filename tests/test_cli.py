@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import TINY
 
-from bclab.cli import _parser, config_from_args, main
+from bclab.cli import build_parser, config_from_args, main
 from bclab.config import RunConfig
 from bclab.trace import Trace
 from bclab.train.trainer import device_name
@@ -53,7 +53,8 @@ def test_train_writes_metrics_result_model_and_trace(tmp_path, capsys):
         "result.json",
     ]
     metrics = json.loads((out / "metrics.json").read_text())
-    result = json.loads((out / "result.json").read_text())
+    result = strict_json(out / "result.json")
+    assert result["status"] == "completed" and result["message"] is None and result["interrupted"] is False
     assert [m["epoch"] for m in metrics] == [1, 2]
     best = max((m for m in metrics), key=lambda m: (-m["val_error"], m["epoch"]))  # ties go later
     assert result["test_error_at_best_val"] == best["test_error"] and result["device"] == device_name()
@@ -73,11 +74,11 @@ def test_train_writes_metrics_result_model_and_trace(tmp_path, capsys):
 
 
 def test_glorot_and_none_are_parsed_as_the_config_parses_them():
-    args = _parser().parse_args(["train", "--H", " Glorot ", "--W-LR-scale", "none", "--lr-start", "0.01"])
+    args = build_parser().parse_args(["train", "--H", " Glorot ", "--W-LR-scale", "none", "--lr-start", "0.01"])
     assert config_from_args(args) == RunConfig(H="glorot", W_LR_scale=None, lr_start=0.01, trace="off")
-    args = _parser().parse_args(["train", "--H", "0.5", "--W-LR-scale", "2"])
+    args = build_parser().parse_args(["train", "--H", "0.5", "--W-LR-scale", "2"])
     assert config_from_args(args) == RunConfig(H=0.5, W_LR_scale=2.0, trace="off")
-    assert config_from_args(_parser().parse_args(["train"])) == RunConfig(trace="off")  # no flag: the defaults
+    assert config_from_args(build_parser().parse_args(["train"])) == RunConfig(trace="off")  # no flag: the defaults
 
 
 @pytest.mark.parametrize(
@@ -206,5 +207,118 @@ def test_ctrl_c_writes_what_was_completed(tmp_path, monkeypatch, capsys):
     assert main(["train", *TINY_ARGS, "--out", str(out), "--trace", str(trace_path)]) == 130
     result = json.loads((out / "result.json").read_text())
     assert result["interrupted"] is True and result["epochs_completed"] == 1 and result["steps_completed"] == 12
+    assert result["status"] == "interrupted" and result["message"] == "interrupted (Ctrl-C)"
     assert len(Trace.load(trace_path)) == 12
     assert "interrupted" in capsys.readouterr().err
+
+
+def strict_json(path):
+    """Parse as strict JSON: NaN, Infinity and -Infinity are refused."""
+
+    def refuse(constant):
+        raise AssertionError(f"{path} holds {constant}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_a_nan_stops_the_run_writes_what_was_completed_and_exits_3(tmp_path, capsys):
+    # lr 1e30 is finite in float32 but moves every non-binary parameter by ~1e30 at step 0,
+    # so an update norm overflows to Inf (bclab.train.trainer's non-finite policy).
+    out, trace_path = tmp_path / "run", tmp_path / "t.npz"
+    argv = ["train", *TINY_ARGS, "--lr-start", "1e30", "--lr-end", "1e30", "--out", str(out)]
+    assert main([*argv, "--trace", str(trace_path), "--trace-level", "scalars"]) == 3
+    err = capsys.readouterr().err
+    result = strict_json(out / "result.json")
+    assert result["status"] == "nonfinite" and result["interrupted"] is False
+    assert result["message"].startswith("step 0: update_norm of variable ") and result["message"].endswith(" is Inf")
+    assert result["steps_completed"] == 1 and result["epochs_completed"] == 0 and result["best_epoch"] is None
+    assert f"bclab: stopped: {result['message']}" in err and "Traceback" not in err
+    assert strict_json(out / "metrics.json") == [] and len(Trace.load(trace_path)) == 1
+    assert keras.models.load_model(out / "model.keras").count_params() > 0
+    # --on-nonfinite continue trains to the end.
+    assert main([*argv[:-1], str(tmp_path / "b"), "--on-nonfinite", "continue", "--epochs", "1"]) == 0
+    assert strict_json(tmp_path / "b" / "result.json")["status"] == "completed"
+
+
+def test_without_a_validation_set_the_last_epoch_is_reported_in_strict_json(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", *TINY_ARGS, "--n-validation", "0", "--out", str(out)]) == 0
+    result, metrics = strict_json(out / "result.json"), strict_json(out / "metrics.json")
+    assert [m["val_error"] for m in metrics] == [None, None] and [m["val_loss"] for m in metrics] == [None, None]
+    assert result["best_epoch"] == 2 and result["best_val_error"] is None
+    assert result["selected_by"] == "last epoch (no validation set)"
+    assert result["test_error_at_best_val"] == metrics[1]["test_error"]
+    rows = (out / "metrics.csv").read_text().splitlines()
+    header, first = rows[0].split(","), rows[1].split(",")
+    assert first[header.index("val_error")] == "" and first[header.index("test_error")] != ""
+
+
+def test_trace_and_tensorboard_inside_out_are_written_with_it(tmp_path):
+    out = tmp_path / "run"
+    argv = ["train", *TINY_ARGS, "--epochs", "1", "--out", str(out), "--trace", str(out / "trace.npz")]
+    assert main([*argv, "--trace-level", "scalars", "--tensorboard", str(out / "tb")]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["config.json", "metrics.csv", "metrics.json", "model.keras", "result.json", "trace.npz", "tb"]
+    )
+    assert len(Trace.load(out / "trace.npz")) == 10 and list((out / "tb").iterdir())
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_an_internal_error_is_one_line_and_debug_shows_the_traceback(tmp_path, monkeypatch, capsys):
+    import bclab.train.trainer
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug\nover two lines")
+
+    monkeypatch.setattr(bclab.train.trainer, "Trainer", broken)
+    argv = ["train", *TINY_ARGS, "--out", str(tmp_path / "run")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err == "bclab: internal error: RuntimeError: a bug over two lines (run with --debug for the traceback)\n"
+    assert main([*argv, "--debug"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and err.endswith(
+        "bclab: internal error: RuntimeError: a bug over two lines\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_flags_override_a_config_file_field_by_field(tmp_path):
+    saved = RunConfig(**TINY, dataset="npz", data_path=str(tmp_path / "d.npz"), lr_start=0.01)
+    (tmp_path / "c.json").write_text(saved.to_json())
+    args = build_parser().parse_args(["train", "--config", str(tmp_path / "c.json"), "--epochs", "3"])
+    assert config_from_args(args) == saved.replace(epochs=3, trace="off")
+    # A built-in --dataset replaces the file's data set, and its path with it.
+    args = build_parser().parse_args(["train", "--config", str(tmp_path / "c.json"), "--dataset", "mnist-5k"])
+    assert config_from_args(args) == saved.replace(dataset="mnist-5k", data_path=None, trace="off")
+    # A path in upper case is still an .npz file.
+    args = build_parser().parse_args(["train", "--data-path", "DATA.NPZ"])
+    assert config_from_args(args).dataset == "npz"
+
+
+def test_trace_into_a_missing_folder_creates_it_and_export_twice_is_refused(tmp_path, capsys):
+    trace_path, board = tmp_path / "new" / "deeper" / "t.npz", tmp_path / "tb"
+    argv = ["train", *TINY_ARGS, "--epochs", "1", "--trace-level", "scalars", "--out", str(tmp_path / "run")]
+    assert main([*argv, "--trace", str(trace_path)]) == 0
+    assert len(Trace.load(trace_path)) == 10
+    assert main(["trace", "tensorboard", str(trace_path), str(board)]) == 0
+    events = sorted(p.name for p in board.iterdir())
+    # A second export into the same folder would duplicate every point: refused, nothing changed.
+    assert main(["trace", "tensorboard", str(trace_path), str(board)]) == 2
+    assert "Received: logdir=" in capsys.readouterr().err
+    assert sorted(p.name for p in board.iterdir()) == events
+
+
+def test_an_output_that_appears_during_the_run_is_never_overwritten(tmp_path):
+    from bclab.cli.paths import commit, staging_folder
+
+    target = tmp_path / "t.npz"
+    staged = staging_folder(target) / "t.npz"
+    staged.write_bytes(b"new")
+    target.write_bytes(b"someone else's")  # appeared after the pre-flight check
+    assert commit(staged, target) == tmp_path / "t-2.npz"
+    assert target.read_bytes() == b"someone else's" and (tmp_path / "t-2.npz").read_bytes() == b"new"
+    run, folder = tmp_path / "run", staging_folder(tmp_path / "run")
+    (run / "x").parent.mkdir()
+    (run / "x").write_text("theirs")
+    assert commit(folder, run) == tmp_path / "run-2" and (run / "x").read_text() == "theirs"

@@ -204,26 +204,27 @@ def test_validate_label_out_of_range():
     ds = _dataset()
     y = ds.y_train.copy()
     y[5] = 12
-    bad = Dataset("t", ds.x_train, y, ds.x_test, ds.y_test, 3, "t")
     with pytest.raises(ValueError, match=r"\[0, 3\).*y_train\[5\]=12"):
-        validate(bad)
+        Dataset("t", ds.x_train, y, ds.x_test, ds.y_test, 3, "t")  # checked on construction
+    ds.y_test[4] = 7  # changed in place after construction: validate (and subset, split) see it
+    for check in (validate, lambda d: subset(d, None, None), lambda d: split_validation(d, 2)):
+        with pytest.raises(ValueError, match=r"`y_test`.*\[0, 3\).*y_test\[4\]=7"):
+            check(ds)
 
 
 def test_validate_mismatched_lengths():
     ds = _dataset()
-    bad = Dataset("t", ds.x_train, ds.y_train[:-1], ds.x_test, ds.y_test, 3, "t")
     with pytest.raises(ValueError, match=r"len\(x_train\)=12, len\(y_train\)=11"):
-        validate(bad)
+        Dataset("t", ds.x_train, ds.y_train[:-1], ds.x_test, ds.y_test, 3, "t")
 
 
 def test_validate_image_shapes_and_empty_split():
     ds = _dataset()
     other = _images(6, 5, 3)
     with pytest.raises(ValueError, match=r"x_test.shape=\(6, 5, 3, 1\)"):
-        validate(Dataset("t", ds.x_train, ds.y_train, other, ds.y_test, 3, "t"))
-    empty = Dataset("t", ds.x_train, ds.y_train, ds.x_test[:0], ds.y_test[:0], 3, "t")
+        Dataset("t", ds.x_train, ds.y_train, other, ds.y_test, 3, "t")
     with pytest.raises(ValueError, match=r"len\(x_test\)=0"):
-        validate(empty)
+        Dataset("t", ds.x_train, ds.y_train, ds.x_test[:0], ds.y_test[:0], 3, "t")
 
 
 # ---------------------------------------------------------------- idx
@@ -471,3 +472,28 @@ def test_batches_rejects_batch_size(bad):
 def test_batches_rejects_mismatched_lengths():
     with pytest.raises(ValueError, match=r"len\(x\)=10, len\(y\)=9"):
         batches(_images(10), _labels(9), 2, shuffle=False, seed=None, flatten=True, num_classes=3)
+
+
+def test_npz_compressed_fortran_order_and_big_endian(tmp_path):
+    # The reader parses .npy headers itself: each layout np.savez can write must read back equal.
+    arrays = {
+        "x_train": np.asfortranarray(_images(8)[..., 0]),
+        "y_train": _labels(8).astype(">u8"),
+        "x_test": _images(4)[..., 0].astype(">f8") / 255.0,
+        "y_test": _labels(4).astype(np.uint16),
+    }
+    np.savez_compressed(tmp_path / "c.npz", **arrays)
+    ds = load_dataset(path=tmp_path / "c.npz")
+    np.testing.assert_array_equal(ds.x_train[..., 0], arrays["x_train"])
+    np.testing.assert_array_equal(ds.y_train, [0, 1, 2, 0, 1, 2, 0, 1])
+    np.testing.assert_array_equal(ds.x_test[..., 0], np.rint(arrays["x_test"] * 255.0))
+    np.testing.assert_array_equal(ds.y_test, [0, 1, 2, 0])
+    assert ds.num_classes == 3
+
+
+def test_idx_multi_member_gzip(tmp_path):
+    # A gzip stream of several members (as `cat a.gz b.gz` makes) reads as one file.
+    raw = _idx_bytes(_images(3, 5, 5)[..., 0])
+    file = tmp_path / "two.gz"
+    file.write_bytes(gzip.compress(raw[:30]) + gzip.compress(raw[30:]))
+    np.testing.assert_array_equal(read_idx(file), np.frombuffer(raw[16:], np.uint8).reshape(3, 5, 5))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import html
+import json
 
 import numpy as np
 import pytest
@@ -230,3 +231,37 @@ def test_nan_shows_in_the_status_line_with_its_step(track):
     lab.buttons["step"].click()
     assert lab.wait(60)
     assert "NaN or Inf at step 1" in lab.status.value  # the run's own update, no redraw asked
+    # on_nonfinite="stop" (the default): the run stops, and the status line says where, apart from other errors
+    assert lab.runner.state == "error" and lab.trainer.global_step == 2
+    status = html.unescape(lab.status.value)
+    assert "Training stopped at a NaN/Inf: step 1: loss is NaN" in status and "Error:" not in status
+    assert not lab.step() or (lab.wait(60) and lab.trainer.global_step == 2)  # it stays stopped
+    lab.buttons["reset"].click()
+    assert lab.trainer is None and "NaN" not in lab.status.value
+    lab.buttons["step"].click()
+    assert lab.wait(60)
+    assert lab.runner.state == "paused" and lab.trainer.global_step == 1  # a fresh run: Reset recovered
+
+
+def test_exceptions_in_widget_callbacks_show_in_the_status_line(tmp_path, monkeypatch, track):
+    lab = track(Lab(CONFIG))
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(lab.runner, "start", boom)
+    lab.buttons["start"].click()  # ipywidgets would only log this
+    assert "start failed: RuntimeError: boom" in lab.status.value
+    monkeypatch.setattr(lab.views, "refresh", boom)
+    lab.follow.value = False
+    lab.follow.value = True  # asks for a redraw
+    assert "following the latest step failed: RuntimeError: boom" in lab.status.value
+    (tmp_path / "file").write_text("")
+    lab.save_folder.value = str(tmp_path / "file" / "sub")
+    lab.save_button.click()
+    assert "Not saved: [Errno 20] Not a directory" in lab.status.value
+
+    def refuse(constant):
+        raise AssertionError(f"bare {constant}")
+
+    assert json.loads(lab.export_config(), parse_constant=refuse) == CONFIG.to_dict()  # strict JSON

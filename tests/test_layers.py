@@ -415,6 +415,36 @@ def test_H_and_scale_accept_numeric_text_and_any_case_glorot():
     assert BinaryDense(3, W_LR_scale=None).W_LR_scale_spec is None
 
 
+def test_numpy_scalars_are_taken_as_the_python_numbers_they_hold():
+    # np.int64 units/seed and np.float32/np.float64 H and W_LR_scale give the same layer as
+    # the Python values (the same initial kernel, the same sample), with plain numbers in the config.
+    a = dense(np.int64(3), 4, H=np.float64(0.5), W_LR_scale=np.float32(2.0), seed=np.int64(7))
+    b = dense(3, 4, H=0.5, W_LR_scale=2.0, seed=7)
+    np.testing.assert_array_equal(a.kernel.numpy(), b.kernel.numpy())
+    np.testing.assert_array_equal(a.binary_kernel(True).numpy(), b.binary_kernel(True).numpy())
+    config = a.get_config()
+    assert (config["units"], config["H"], config["W_LR_scale"], config["seed"]) == (3, 0.5, 2.0, 7)
+    assert [type(config[k]) for k in ("units", "H", "W_LR_scale", "seed")] == [int, float, float, int]
+    conv = BinaryConv2D(np.int64(2), np.int32(3))
+    assert (conv.filters, conv.kernel_size) == (2, (3, 3)) and type(conv.kernel_size[0]) is int
+    assert BinaryConv2D(2, [np.int64(3), 1]).kernel_size == (3, 1)
+
+
+@pytest.mark.parametrize("H, W_LR_scale, bad", [(1e39, 1.0, "H=1e+39"), (1.0, 1e-40, "W_LR_scale=1e-40")])
+def test_H_and_scale_must_be_float32_numbers_when_the_kernel_is_made(H, W_LR_scale, bad):
+    # 1e39 is Inf in float32 (max 3.4028e38); 1e-40 is below the smallest normal (1.1755e-38).
+    layer = BinaryDense(3, H=H, W_LR_scale=W_LR_scale)
+    with pytest.raises(ValueError) as info:
+        layer.build((None, 4))
+    message = str(info.value)
+    assert "that float32 holds (1.18e-38 to 3.403e+38)" in message and message.endswith(f"Received: {bad}")
+
+
+def test_binary_weights_of_a_model_without_binary_layers_is_empty():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2), BinaryDense(2, binary=False)])
+    assert binary_weights(model) == {} and binary_layers(model) == []
+
+
 BAD_ARGUMENTS = [
     ({"H": 0}, "H", "H=0"),
     ({"H": -1}, "H", "H=-1"),

@@ -335,8 +335,11 @@ def test_rejects_non_optimizer(bad):
 
 
 def test_rejects_extra_optimizer_arguments():
-    with pytest.raises(ValueError, match="learning_rate"):
-        BinaryConnectOptimizer(keras.optimizers.Adam(), learning_rate=0.1)
+    with pytest.raises(ValueError) as info:
+        BinaryConnectOptimizer(keras.optimizers.Adam(), learning_rate=0.1, clipnorm=1.0)
+    message = str(info.value)  # the first, alphabetically; the fix: set it on the inner optimizer
+    assert message.startswith("Received an invalid value for `clipnorm`, expected no such argument here")
+    assert "set it on the inner optimizer" in message and message.endswith("Received: clipnorm=1.0")
 
 
 def test_get_config_from_config_round_trip():

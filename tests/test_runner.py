@@ -1,15 +1,16 @@
-"""BackgroundRun: the state machine on a fake trainer, and stop() on a real one."""
+"""BackgroundRun: the state machine on a fake trainer, commands from many threads, and stop() on a real one."""
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 
 import pytest
 from conftest import TINY, stays, wait_until
 
-from bclab.train.runner import BackgroundRun
+from bclab.train.runner import WORKER_NAME, BackgroundRun
 
 
 class FakeTrainer:
@@ -230,3 +231,176 @@ def test_stop_leaves_the_trace_consistent_with_the_trainer():
     run.stop()
     run.wait(30)
     assert run.trainer is trainer and len(trainer.trace) == trainer.global_step
+
+
+# ---------------------------------------------------------------------- several threads
+
+
+def new_workers(before: set[threading.Thread]) -> list[threading.Thread]:
+    """The runner worker threads alive now that were not alive at `before`."""
+    return [t for t in threading.enumerate() if t.name == WORKER_NAME and t not in before]
+
+
+class OneStepAtATime(FakeTrainer):
+    """A FakeTrainer that records the most steps (of any trainer of one test) running at once."""
+
+    guard = threading.Lock()
+    inside = 0
+    most = 0
+
+    def step(self):
+        with OneStepAtATime.guard:
+            OneStepAtATime.inside += 1
+            OneStepAtATime.most = max(OneStepAtATime.most, OneStepAtATime.inside)
+        try:
+            return super().step()
+        finally:
+            with OneStepAtATime.guard:
+                OneStepAtATime.inside -= 1
+
+
+def test_commands_from_many_threads_keep_one_worker_and_a_consistent_state():
+    before = set(threading.enumerate())
+    OneStepAtATime.most = 0
+    seen_alive: list[int] = []
+    made: list[FakeTrainer] = []
+
+    def make():
+        made.append(OneStepAtATime(steps_total=400, delay=0.0002, per_epoch=50))
+        return made[-1]
+
+    def on_state(_state):
+        seen_alive.append(len(new_workers(before)))
+
+    run = BackgroundRun(make, on_state=on_state, on_progress=lambda _t: None, min_interval=0)
+    commands = [
+        run.start,
+        run.resume,
+        run.step_once,
+        run.pause,
+        run.stop,
+        lambda: run.reset(timeout=10),
+        lambda: run.wait(0.005),
+        lambda: (run.state, run.trainer, run.error, run.active),
+    ]
+    failures: list[BaseException] = []
+    gate = threading.Barrier(8)
+
+    def hammer(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            gate.wait(10)
+            for _ in range(120):
+                rng.choice(commands)()
+                seen_alive.append(len(new_workers(before)))
+        except BaseException as exc:  # reported below, with the command's traceback
+            failures.append(exc)
+
+    threads = [threading.Thread(target=hammer, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads), "a command hung"
+    assert not failures, failures
+    assert max(seen_alive) <= 1  # never two workers alive, sampled after every command and state change
+    assert OneStepAtATime.most == 1  # never two steps at once, whichever trainer
+    run.stop()
+    assert run.wait(10) and not run.active
+    assert new_workers(before) == []
+    # Consistent: "idle" exactly when there is no trainer, and the runner still works.
+    assert (run.state == "idle") == (run.trainer is None)
+    assert run.state in ("idle", "paused", "stopped", "finished", "error") and run.error is None
+    run.reset(timeout=10)
+    assert run.state == "idle" and run.trainer is None
+    assert run.step_once() and run.wait(10)
+    assert run.state == "paused" and run.trainer is made[-1] and run.trainer.global_step == 1
+
+
+def test_reset_and_start_wait_for_a_long_step_at_most_their_timeout():
+    release = threading.Event()
+
+    class Stuck(FakeTrainer):
+        def step(self):
+            release.wait(30)
+            return super().step()
+
+    run = BackgroundRun(lambda: Stuck(delay=0.0))
+    assert run.start()
+    wait_until(lambda: run.trainer is not None)
+    assert run.pause()  # the worker winds down, but only after the stuck step
+    with pytest.raises(TimeoutError, match=r"did not finish its step within 0\.05 s"):
+        run.start(timeout=0.05)
+    with pytest.raises(TimeoutError, match=r"did not stop within 0\.05 s; call reset\(\) again"):
+        run.reset(timeout=0.05)
+    assert run.active and run.trainer is not None  # nothing was dropped while the step goes on
+    release.set()
+    run.reset(timeout=10)
+    assert run.state == "idle" and run.trainer is None and not run.active
+
+
+def test_reset_from_a_state_callback_is_refused_not_a_deadlock():
+    outcomes: list[str] = []
+    run = None
+
+    def on_state(state):
+        if state in ("building", "finished"):  # the announcing caller's thread, then the worker's
+            try:
+                run.reset(timeout=5)
+            except RuntimeError as exc:
+                outcomes.append(f"{state}: {exc}")
+
+    run = BackgroundRun(lambda: FakeTrainer(steps_total=3, delay=0.0), on_state=on_state)
+    assert run.start() and run.wait(10)
+    assert run.state == "finished"
+    assert len(outcomes) == 2 and all("own thread (a callback)" in text for text in outcomes)
+
+
+def test_a_nonfinite_error_from_the_trainer_becomes_the_error_state_with_its_text():
+    from bclab.train.trainer import NonFiniteError
+
+    class Diverging(FakeTrainer):
+        def step(self):
+            if self.global_step == 12:
+                raise NonFiniteError(12, "grad_norm", "dense_1", "step 12: grad_norm of layer dense_1 is Inf")
+            return super().step()
+
+    run = BackgroundRun(lambda: Diverging(delay=0.0))
+    assert run.start() and run.wait(10)
+    assert run.state == "error" and run.trainer.global_step == 12
+    assert run.error == "NonFiniteError: step 12: grad_norm of layer dense_1 is Inf"
+
+
+def test_a_real_run_that_diverges_stops_in_the_error_state_naming_the_step():
+    from bclab.config import RunConfig
+    from bclab.train.trainer import Trainer
+
+    config = RunConfig(**{**TINY, "lr_start": 1e30, "lr_end": 1e30, "on_nonfinite": "stop"})
+    run = BackgroundRun(lambda: Trainer(config))
+    assert run.start() and run.wait(60)
+    assert run.state == "error", run.error
+    assert run.error.startswith("NonFiniteError: step ")
+    step = int(run.error.split()[2].rstrip(":"))
+    assert step < run.trainer.steps_total and ("NaN" in run.error or "Inf" in run.error)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"make_trainer": "Trainer"}, "make_trainer"),
+        ({"make_trainer": FakeTrainer, "on_state": "print"}, "on_state"),
+        ({"make_trainer": FakeTrainer, "on_progress": 3}, "on_progress"),
+    ],
+)
+def test_arguments_that_are_not_callables_are_rejected(kwargs, name):
+    with pytest.raises(ValueError, match=f"Received an invalid value for `{name}`"):
+        BackgroundRun(**kwargs)
+
+
+@pytest.mark.parametrize("command", ["reset", "wait", "start"])
+@pytest.mark.parametrize("bad", [-1, "soon", float("nan")])
+def test_bad_timeouts_are_rejected(command, bad):
+    run = BackgroundRun(FakeTrainer)
+    with pytest.raises(ValueError, match="`timeout`, expected None or a non-negative number of seconds"):
+        getattr(run, command)(timeout=bad)
+    assert run.state == "idle" and not run.active

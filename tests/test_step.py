@@ -1,6 +1,8 @@
-"""The instrumented step and the Trainer: summaries against NumPy, counters, timeline, NaN."""
+"""The instrumented step and the Trainer: summaries against NumPy, counters, timeline, the non-finite
+policy, the best-epoch rule and the data checks."""
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from bclab.config import RunConfig
 from bclab.trace.schema import COMPILED_RUNS, PYTHON_TRACES, PYTHON_UPDATE_STEP_CALLS
 from bclab.train.models import squared_hinge
 from bclab.train.step import InstrumentedStep
-from bclab.train.trainer import Trainer, best_epoch
+from bclab.train.trainer import NonFiniteError, Trainer, best_epoch
 
 
 def np_bucket_counts(values, edges):
@@ -244,15 +246,72 @@ def test_an_exception_inside_the_step_restores_the_originals(digits, eager):
     assert_unpatched(trainer.optimizer, step.layers)
 
 
-def test_nan_is_recorded_at_the_step_where_it_first_appears(digits):
-    trainer = Trainer(RunConfig(**TINY), digits)
-    trainer.step()
-    trainer.step()
+def poison_gamma(trainer):
+    """NaN into the output BatchNorm's gamma: every later output, loss and gradient is NaN."""
     gamma = next(v for v in trainer.model.trainable_variables if v.path.endswith("bn_out/gamma"))
     gamma.assign(np.full(gamma.shape, np.nan, np.float32))
+
+
+def test_nan_stops_the_run_at_the_step_where_it_first_appears(digits):
+    trainer = Trainer(RunConfig(**TINY), digits)  # on_nonfinite="stop" by default
     trainer.step()
+    trainer.step()
+    poison_gamma(trainer)
+    with pytest.raises(NonFiniteError, match=r"^step 2: loss is NaN \(first non-finite model variable: ") as caught:
+        trainer.step()
+    assert isinstance(caught.value, FloatingPointError)
+    assert (caught.value.step, caught.value.quantity, caught.value.where) == (2, "loss", None)
+    # The step's record is in the trace before the error, and the trace agrees on where.
+    assert len(trainer.trace) == 3 and trainer.global_step == 3
+    assert np.isnan(trainer.trace.scalars("loss")[1][2]) and np.isfinite(trainer.trace.scalars("loss")[1][:2]).all()
     found = trainer.trace.first_nonfinite()
     assert found is not None and found["step"] == 2
+    # The variable named holds NaN; the run stays stopped.
+    named = str(caught.value).split("variable: ")[1].rstrip(")")
+    variable = next(v for v in trainer.model.variables if v.path == named)
+    assert not np.isfinite(variable.numpy()).all()
+    with pytest.raises(NonFiniteError, match="^step 2: "):
+        trainer.step()
+    assert trainer.global_step == 3
+
+
+def test_without_a_trace_the_loss_and_the_first_nonfinite_variable_are_named(digits):
+    trainer = Trainer(RunConfig(**{**TINY, "trace": "off"}), digits)
+    trainer.step()
+    poison_gamma(trainer)
+    with pytest.raises(NonFiniteError, match=r"^step 1: loss is NaN \(first non-finite model variable: .+\)$"):
+        trainer.step()
+    assert trainer.trace is None
+
+
+def test_an_infinite_update_norm_is_named_with_its_variable(digits):
+    # lr 1e30: Adam moves every parameter by about 1e30 at step 0, so an update norm,
+    # sqrt(sum(u**2)) with u**2 ~ 1e60 > float32's 3.4e38, is Inf while the loss (from the
+    # initial weights) is finite. Binary kernels are clipped to [-H, H]: their norms stay finite.
+    trainer = Trainer(RunConfig(**{**TINY, "lr_start": 1e30, "lr_end": 1e30, "trace": "scalars"}), digits)
+    with pytest.raises(NonFiniteError) as caught:
+        trainer.step()
+    error, trace = caught.value, trainer.trace
+    assert (error.step, error.quantity) == (0, "update_norm") and error.where in trace.params
+    assert str(error) == f"step 0: update_norm of variable {error.where} is Inf"
+    assert np.isfinite(trace.scalars("loss")[1][0]) and trace.scalars("update_norm", error.where)[1][0] == np.inf
+    for layer in trace.layer_names:  # nothing earlier in the checking order is non-finite
+        assert np.isfinite(trace.scalars("update_norm", layer)[1][0]) and np.isfinite(
+            trace.scalars("grad_norm", layer)[1][0]
+        )
+
+
+def test_continue_keeps_training_after_a_nan_and_warns_once(digits, caplog):
+    trainer = Trainer(RunConfig(**{**TINY, "on_nonfinite": "continue"}), digits)
+    trainer.step()
+    poison_gamma(trainer)
+    with caplog.at_level("WARNING", logger="bclab"):
+        for _ in range(4):
+            trainer.step()
+    assert trainer.global_step == 5 and trainer.trace.first_nonfinite()["step"] == 1
+    warnings = [r.getMessage() for r in caplog.records if "continue" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith("step 1: loss is NaN")
+    assert trainer.nonfinite is not None and trainer.nonfinite.step == 1
 
 
 def test_epoch_uses_full_batches_and_reports_test_error_at_best_validation(digits):
@@ -267,15 +326,38 @@ def test_epoch_uses_full_batches_and_reports_test_error_at_best_validation(digit
         assert np.abs(layer.kernel.numpy()).max() <= layer.H
 
 
-def test_best_epoch_ties_go_to_the_later_epoch():
+def epoch_result(epoch, val, test):
     from bclab.train.trainer import EpochResult
 
-    def result(epoch, val, test):
-        return EpochResult(epoch, 1e-3, 0.0, 0.0, 0.0, val, 0.0, test, 0.0)
+    return EpochResult(epoch, 1e-3, 0.0, 0.0, 0.0, val, 0.0, test, 0.0)
 
-    results = [result(1, 5.0, 9.0), result(2, 3.0, 8.0), result(3, 4.0, 7.0), result(4, 3.0, 6.0), result(5, 6.0, 5.0)]
+
+def test_best_epoch_ties_go_to_the_later_epoch():
+    results = [(1, 5.0, 9.0), (2, 3.0, 8.0), (3, 4.0, 7.0), (4, 3.0, 6.0), (5, 6.0, 5.0)]
+    results = [epoch_result(*r) for r in results]
     assert best_epoch(results).epoch == 4 and best_epoch(results).test_error == 6.0
     assert best_epoch([]) is None
+
+
+@pytest.mark.parametrize(
+    ("vals", "best"),
+    [
+        ([math.nan, 5.0, math.nan], 2),  # a missing error is worse than any number
+        ([5.0, math.nan, 5.0, math.inf], 3),  # ties still go later; Inf counts as missing
+        ([math.nan, math.nan, math.nan], 3),  # no validation set: the last epoch
+        ([math.inf, 1e30], 2),
+    ],
+)
+def test_best_epoch_counts_a_missing_validation_error_as_the_worst(vals, best):
+    assert best_epoch([epoch_result(i + 1, v, 10.0 + i) for i, v in enumerate(vals)]).epoch == best
+
+
+def test_without_a_validation_set_the_last_epoch_is_reported(digits):
+    trainer = Trainer(RunConfig(**{**TINY, "n_validation": 0, "trace": "off"}), digits)
+    results = trainer.run()
+    assert len(trainer.split.x_train) == 600 and len(trainer.split.x_val) == 0
+    assert [math.isnan(r.val_error) for r in results] == [True, True]
+    assert trainer.best() is results[-1]
 
 
 @pytest.fixture
@@ -356,3 +438,34 @@ def test_bad_sizes_fail_early_with_the_argument_named(digits):
         Trainer(RunConfig(**{**TINY, "batch_size": 5000}), digits)
     with pytest.raises(ValueError, match="n_validation"):
         Trainer(RunConfig(**{**TINY, "n_validation": 600}), digits)
+    # Fewer validation examples than one batch would give no validation error at all.
+    with pytest.raises(ValueError, match=r"`n_validation`, expected 0 \(no validation set\) or at least batch_size=50"):
+        Trainer(RunConfig(**{**TINY, "n_validation": 49}), digits)
+
+
+def test_a_declared_number_of_classes_sizes_the_output_and_checks_the_labels(digits):
+    trainer = Trainer(RunConfig(**{**TINY, "num_classes": 12, "trace": "off"}), digits)
+    assert trainer.dataset.num_classes == 12 and trainer.model.output_shape[-1] == 12
+    first_nine = int(np.flatnonzero(digits.y_train == 9)[0])  # the first label outside 0..8
+    with pytest.raises(ValueError, match=rf"y_train\[{first_nine}\]=9"):
+        Trainer(RunConfig(**{**TINY, "num_classes": 9}), digits)
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "cnn"])
+def test_the_model_size_check_counts_the_kernel_weights_the_model_builds(architecture):
+    from bclab.core.layers import binary_layers
+    from bclab.train.models import build_model
+    from bclab.train.plan import check_model_size
+
+    config = RunConfig(architecture=architecture, size="tiny", hidden_layers=2)
+    model = build_model(config, (16, 16, 3), 7)
+    built = sum(int(np.prod(layer.kernel.shape)) for layer in binary_layers(model))
+    assert check_model_size(config, (16, 16, 3), 7) == built
+
+
+def test_a_trace_without_tracked_weights_records_histograms_only(digits):
+    trainer = Trainer(RunConfig(**{**TINY, "trace_sample": 0}), digits)
+    trainer.step()
+    assert trainer.instrumented.sample_size == 0 and len(trainer.trace) == 1
+    name = trainer.trace.layer_names[0]
+    assert trainer.trace.histogram("real", name, 0)[1].sum() > 0

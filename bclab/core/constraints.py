@@ -15,6 +15,8 @@ import logging
 import keras
 from keras import ops
 
+from bclab.validation import check_positive_float, invalid_value
+
 logger = logging.getLogger(__name__)
 
 
@@ -28,8 +30,10 @@ class BinaryKernelClip(keras.constraints.Constraint):
     """
 
     def __init__(self, H: float, W_LR_scale: float = 1.0, layer_name: str = ""):
-        self.H = float(H)
-        self.W_LR_scale = float(W_LR_scale)
+        self.H = check_positive_float("H", H)
+        self.W_LR_scale = check_positive_float("W_LR_scale", W_LR_scale)
+        if not isinstance(layer_name, str):
+            raise invalid_value("layer_name", layer_name, "a string")
         self.layer_name = layer_name
         self._warned = False
 

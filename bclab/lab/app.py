@@ -8,6 +8,11 @@ a cell blocks. That thread updates widgets only by setting traits (progress, sta
 by the `bclab.plots.update_*` functions, each one `plotly_update` message per figure,
 at most once a second and for the selected layer only; it never prints or writes to an Output widget.
 
+Nothing the user does ends in a traceback: every command reached from a widget, `load_trace` and
+`import_config` report failures in the status line (and log the traceback of unexpected ones),
+leaving the run and the views as they were. A run stopped by a NaN or Inf
+(`RunConfig.on_nonfinite="stop"`) shows the step and the quantity there, apart from other errors.
+
 This module does no math and builds no figure: the views and their navigation come from
 `bclab.lab.views` (figures from `bclab.plots`), the settings form from `bclab.lab.controls`, the
 run's state machine from `bclab.train.runner`.
@@ -15,7 +20,8 @@ run's state machine from `bclab.train.runner`.
 
 from __future__ import annotations
 
-import html
+import json
+import logging
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -25,10 +31,13 @@ import ipywidgets as widgets
 from bclab.config import RunConfig
 from bclab.lab.compare import Comparison, compare_runs, load_dataset_for
 from bclab.lab.controls import ConfigControls
+from bclab.lab.status import describe, status_html
 from bclab.lab.views import Guard, Views
 from bclab.trace import Trace, TraceFileError
 from bclab.train.runner import REFRESH_S, BackgroundRun
 from bclab.validation import invalid_value
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Comparison", "Lab", "compare_runs"]
 
@@ -42,7 +51,9 @@ _BUTTONS = {  # key -> (label, icon, style)
 
 
 def _buttons(handlers: Mapping[str, Callable[[], Any]]) -> dict[str, widgets.Button]:
-    """The run buttons, each calling its handler with no argument; DOM class `bclab-<key>`."""
+    """The run buttons, each calling its handler with no argument; DOM class `bclab-<key>`.
+
+    Each handler must report its own errors: ipywidgets only logs an exception raised in a callback."""
     buttons = {}
     for key, (label, icon, style) in _BUTTONS.items():
         button = widgets.Button(description=label, icon=icon, button_style=style, layout={"width": "100px"})
@@ -73,21 +84,22 @@ class Lab:
         self._guard = Guard()
 
         self.controls: dict[str, widgets.Widget] = self._form.widgets
-        self.views = Views(lambda: self.trace, self._guard)
+        self.views = Views(lambda: self.trace, self._guard, on_error=self._report_error)
         self.figures, self.layer_selector = self.views.figures, self.views.layer_selector
         self.history, self.follow = self.views.history, self.views.follow
+        commands = {"start": self.start, "pause": self.toggle_pause, "step": self.step, "stop": self.stop}
         self.buttons = _buttons(
-            {"start": self.start, "pause": self.toggle_pause, "step": self.step, "stop": self.stop, "reset": self.reset}
+            {key: self._reporting(key, command) for key, command in {**commands, "reset": self.reset}.items()}
         )
         self.progress = widgets.IntProgress(value=0, min=0, max=1, description="progress").add_class("bclab-progress")
         self.status = widgets.HTML().add_class("bclab-status")
         self.save_folder = widgets.Text(value="bclab-run", description="save to")
         self.save_button = widgets.Button(description="Save", icon="save").add_class("bclab-save")
-        self.save_button.on_click(lambda _button: self._save_clicked())
+        self.save_button.on_click(self._reporting("save", lambda _button: self._save_clicked()))
         self.runner = BackgroundRun(
             self._make_trainer, on_state=self._on_state, on_progress=self._on_progress, min_interval=REFRESH_S
         )
-        self._form.observe(self._on_control)
+        self._form.observe(self._reporting("settings", self._on_control))
         self.widget = widgets.VBox(
             [
                 self._form.box,
@@ -194,7 +206,8 @@ class Lab:
         """The settings as JSON: the running Trainer's config, else the controls' (ValueError
         if a control is invalid)."""
         trainer = self.runner.trainer
-        return (trainer.config if trainer is not None else self._form.read()).to_json()
+        config = trainer.config if trainer is not None else self._form.read()
+        return json.dumps(config.to_dict(), indent=2, allow_nan=False)  # strict JSON: a config is finite
 
     def import_config(self, text: str) -> bool:
         """Shows a JSON config in the controls; a bad one is reported in the status line."""
@@ -203,8 +216,8 @@ class Lab:
             return False
         try:
             config = RunConfig.from_json(text)
-        except (ValueError, TypeError) as error:
-            self._say(f"Config not imported: {error}", error=True)
+        except Exception as error:  # bad JSON, wrong types, nesting too deep, not text at all
+            self._say(f"Config not imported: {describe(error)}", error=True)
             return False
         with self._guard.quiet():
             self._form.set(config)
@@ -251,17 +264,25 @@ class Lab:
     def _save_clicked(self) -> None:
         try:
             written = self.save_all(self.save_folder.value)
-        except (OSError, ValueError) as error:
-            self._say(f"Not saved: {error}", error=True)
+        except Exception as error:
+            self._say(f"Not saved: {describe(error)}", error=True)
         else:
             self._say("Saved " + ", ".join(written))
 
     def load_trace(self, path: str | os.PathLike) -> Trace | None:
-        """Shows a saved trace (resetting any run); its config goes into the controls."""
+        """Shows a saved trace (resetting any run); its config goes into the controls.
+
+        A file that cannot be loaded (missing, corrupt, edited, hostile) is reported in the
+        status line and None returned; the run and the views stay as they were.
+        """
         try:
             trace = Trace.load(path)
-        except (TraceFileError, OSError, ValueError) as error:
+        except TraceFileError as error:
             self._say(f"Trace not loaded: {error}", error=True)
+            return None
+        except Exception as error:  # Trace.load promises TraceFileError; never let the lab die of a file
+            logger.exception("loading trace %r failed", path)
+            self._say(f"Trace not loaded from {os.fspath(path)!r}: {describe(error)}", error=True)
             return None
         if self.runner.trainer is not None or self.runner.active:
             self.runner.reset()
@@ -270,10 +291,13 @@ class Lab:
         if isinstance(saved, dict):
             try:
                 self.import_config(RunConfig.from_dict(saved).to_json())
-            except (ValueError, TypeError):
-                pass  # a trace from another version: the views still work
+            except Exception:  # a trace from another version: the views still work
+                logger.info("the config saved in %r is not this version's; controls unchanged", path, exc_info=True)
         self._say(f"Showing the trace loaded from {os.fspath(path)} ({len(trace)} steps).")
-        self.views.show_latest()
+        try:
+            self.views.show_latest()
+        except Exception as error:  # a figure that cannot show this trace: say so, keep the lab alive
+            self._report_error("drawing the loaded trace", error)
         return trace
 
     # ------------------------------------------------------------------ widget sync
@@ -281,6 +305,23 @@ class Lab:
     def _say(self, message: str, error: bool = False) -> None:
         self._message, self._message_error = message, error
         self._sync_status()
+
+    def _report_error(self, what: str, error: BaseException) -> None:
+        """Logs an unexpected failure of `what` with its traceback and shows it in the status line."""
+        logger.error("bclab lab: %s failed", what, exc_info=error)
+        self._say(f"{what} failed: {describe(error)}", error=True)
+
+    def _reporting(self, what: str, callback: Callable[..., Any]) -> Callable[..., Any]:
+        """`callback`, reporting any exception it raises with `_report_error` instead of raising it."""
+
+        def reporting(*args: Any) -> Any:
+            try:
+                return callback(*args)
+            except Exception as error:
+                self._report_error(what, error)
+                return None
+
+        return reporting
 
     def _on_control(self, _change: Any) -> None:
         if self._guard.quiet_here:
@@ -294,15 +335,21 @@ class Lab:
                 self._say("")
 
     def _on_state(self, state: str) -> None:  # any thread
-        self._sync_widgets()
-        if state == "idle":
-            self.views.refresh(force=True)
+        try:
+            self._sync_widgets()
+            if state == "idle":
+                self.views.refresh(force=True)
+        except Exception as error:
+            self._report_error("updating the widgets", error)
 
     def _on_progress(self, trainer: Any) -> None:  # the worker thread
-        self.progress.max = max(1, trainer.steps_total)
-        self.progress.value = trainer.global_step
-        self._sync_status()
-        self.views.refresh(force=self.runner.state != "running")
+        try:
+            self.progress.max = max(1, trainer.steps_total)
+            self.progress.value = trainer.global_step
+            self._sync_status()
+            self.views.refresh(force=self.runner.state != "running")
+        except Exception as error:
+            self._report_error("updating the views", error)
 
     def _sync_widgets(self) -> None:
         state, trainer = self.runner.state, self.runner.trainer
@@ -320,30 +367,6 @@ class Lab:
         self._sync_status()
 
     def _sync_status(self) -> None:
-        state, trainer, error = self.runner.state, self.runner.trainer, self.runner.error
-        parts = [
-            f"device: <b>{html.escape(trainer.device if trainer is not None else 'chosen at start')}</b>",
-            f"state: <b>{state}</b>",
-        ]
-        if trainer is not None:
-            parts.append(f"step {trainer.global_step}/{trainer.steps_total}")
-            parts.append(f"epoch {trainer.epoch}/{trainer.config.epochs}")
-            if trainer.history:
-                parts.append(f"val error {trainer.history[-1].val_error:.2f}%")
-        elif self._loaded is not None:
-            parts.append(f"loaded trace: {len(self._loaded)} steps")
-        lines = [" &middot; ".join(parts)]
-        trace = self.trace
-        bad = trace.first_nonfinite() if trace is not None else None
-        if bad is not None:
-            where = f" in {bad['layer']}" if bad.get("layer") else ""
-            lines.append(
-                f'<span style="color:#c00">{html.escape(bad["name"])}{html.escape(where)} first became '
-                f"NaN or Inf at step {bad['step']}.</span>"
-            )
-        if error:
-            lines.append(f'<span style="color:#c00">Error: {html.escape(error)} (Reset to start over.)</span>')
-        if self._message:
-            color = "#c00" if self._message_error else "#444"
-            lines.append(f'<span style="color:{color}">{html.escape(self._message)}</span>')
-        self.status.value = "<br>".join(lines)
+        runner = self.runner
+        message = (self._message, self._message_error)
+        self.status.value = status_html(runner.state, runner.error, runner.trainer, self._loaded, self.trace, message)

@@ -23,10 +23,10 @@ __all__ = ["Comparison", "compare_runs", "load_dataset_for"]
 
 
 def load_dataset_for(config: RunConfig) -> Any:
-    """The config's data set, loaded by name (or from `config.data_path`)."""
-    from bclab.data import load_dataset
+    """The config's data set, loaded by name (or from `config.data_path`), `num_classes` declared."""
+    from bclab.train.plan import load_data
 
-    return load_dataset(config.dataset, path=config.data_path)
+    return load_data(config)
 
 
 class _Interleaved:

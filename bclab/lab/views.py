@@ -64,20 +64,28 @@ class Views:
     Args:
         current_trace: Returns the trace on show (None when there is none).
         guard: The lab's `Guard`, shared with its other widgets.
+        on_error: Called with what failed and the exception when a user's change of the selector,
+            the slider or the box raises (ipywidgets would only log it); default: raise.
     """
 
-    def __init__(self, current_trace: Callable[[], Trace | None], guard: Guard):
+    def __init__(
+        self,
+        current_trace: Callable[[], Trace | None],
+        guard: Guard,
+        on_error: Callable[[str, Exception], None] | None = None,
+    ):
         self._current_trace = current_trace
         self._guard = guard
+        self._on_error = on_error
         self._bound: Trace | None = None  # the trace the layer selector and slider describe
         self._last_refresh = 0.0
         self.figures = {name: go.FigureWidget(_MAKERS[name]()) for name in VIEWS}
         self.layer_selector = widgets.Dropdown(description="layer", options=[])
         self.history = widgets.IntSlider(description="step", min=0, max=0, layout={"width": "420px"})
         self.follow = widgets.Checkbox(description="follow latest", value=True, indent=False)
-        self.layer_selector.observe(self._on_layer, names="value")
-        self.history.observe(self._on_history, names="value")
-        self.follow.observe(self._on_follow, names="value")
+        self.layer_selector.observe(self._reporting("showing the layer", self._on_layer), names="value")
+        self.history.observe(self._reporting("showing the step", self._on_history), names="value")
+        self.follow.observe(self._reporting("following the latest step", self._on_follow), names="value")
         self.navigation = widgets.HBox([self.layer_selector, self.history, self.follow])
         cells = []
         for name, fig in self.figures.items():
@@ -128,6 +136,17 @@ class Views:
             if self.follow.value:
                 self.history.value = last or 0
             self.history.disabled = last is None
+
+    def _reporting(self, what: str, handler: Callable[[Any], None]) -> Callable[[Any], None]:
+        def reporting(change: Any) -> None:
+            try:
+                handler(change)
+            except Exception as error:
+                if self._on_error is None:
+                    raise
+                self._on_error(what, error)
+
+        return reporting
 
     def _on_layer(self, _change: Any) -> None:
         if not self._guard.quiet_here:

@@ -40,14 +40,14 @@ def validate_bin_edges(bin_edges: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return result
 
 
-def heavy_row_specs(n_layers: int, bin_edges: Mapping[str, np.ndarray], sample_size: int) -> RowSpecs:
-    """Name -> (shape, dtype, blank value) of each heavy-table array, per row.
+def heavy_row_specs(n_layers: int, nbins: Mapping[str, int], sample_size: int) -> RowSpecs:
+    """Name -> (shape, dtype, blank value) of each heavy-table array, per row (`nbins` per kind).
 
     Every blank value but the step's is 0/False, which `RecordChecker.normalize` relies on.
     """
     specs: dict[str, tuple[tuple[int, ...], Any, Any]] = {"step": ((), np.int64, -1)}
     for kind in KINDS:
-        specs[f"hist_{kind}"] = ((n_layers, len(bin_edges[kind]) - 1), np.int64, 0)
+        specs[f"hist_{kind}"] = ((n_layers, nbins[kind]), np.int64, 0)
         specs[f"hist_mask_{kind}"] = ((n_layers,), np.bool_, False)
     for name in ("plus", "minus"):
         specs[name] = ((n_layers,), np.int64, 0)
@@ -86,7 +86,7 @@ class RecordChecker:
         self.params = tuple(params)
         self.nbins = {kind: len(edges) - 1 for kind, edges in bin_edges.items()}
         self.sample_size = sample_size
-        self.row_specs = heavy_row_specs(len(self.layer_index), bin_edges, sample_size)
+        self.row_specs = heavy_row_specs(len(self.layer_index), self.nbins, sample_size)
 
     def normalize(self, record: Mapping[str, Any]) -> Record:
         """Validates `record` in full; raises ValueError naming the first bad entry."""
@@ -107,7 +107,7 @@ class RecordChecker:
             heavy = self._layer(name, entry, items, row) or heavy
         if heavy:
             self._check_nonnegative(row)
-        events = _events(record.get("events", ()))
+        events = check_events(record.get("events", ()))
         obj = {"epoch": epoch, "events": events, "counters": counters}
         return Record(step, epoch, items, counters, row if heavy or events else None, obj)
 
@@ -180,8 +180,11 @@ def _counts(arg: str, counts: Any, nbins: int) -> np.ndarray:
     return c
 
 
-def _events(events: Any) -> list[dict[str, Any]]:
-    """The call timeline: `{"phase", "start", "duration", "detail"}` dicts, detail optional."""
+def check_events(events: Any) -> list[dict[str, Any]]:
+    """The call timeline, normalized: `{"phase", "start", "duration", "detail"}` dicts, detail
+    optional, times finite (they are clock readings; a saved file has no NaN to give back)."""
+    if isinstance(events, (str, bytes)) or not isinstance(events, Sequence):
+        raise invalid_value("events", events, "a list of event mappings")
     result = []
     for n, event in enumerate(events):
         check_mapping(f"events[{n}]", event, EVENT_KEYS)
@@ -190,9 +193,16 @@ def _events(events: Any) -> list[dict[str, Any]]:
         result.append(
             {
                 "phase": str(event["phase"]),
-                "start": check_real(f"events[{n}]['start']", event["start"]),
-                "duration": check_real(f"events[{n}]['duration']", event["duration"]),
+                "start": _seconds(f"events[{n}]['start']", event["start"]),
+                "duration": _seconds(f"events[{n}]['duration']", event["duration"]),
                 "detail": str(event.get("detail", "")),
             }
         )
     return result
+
+
+def _seconds(name: str, value: Any) -> float:
+    seconds = check_real(name, value, "a finite number of seconds")
+    if not math.isfinite(seconds):
+        raise invalid_value(name, value, "a finite number of seconds")
+    return seconds

@@ -20,6 +20,7 @@ import numpy as np
 
 # name -> (shape of one row, dtype, blank value) of each array of a store
 RowSpecs = Mapping[str, tuple[tuple[int, ...], Any, Any]]
+MIN_CAPACITY = 16  # rows a store allocates at least (up to `max_rows`) once it holds any
 
 
 class RowStore:
@@ -51,7 +52,7 @@ class RowStore:
             if ordinal % self.stride:
                 return None
         if self.n == len(self.arrays["step"]):
-            self.resize(min(self.max_rows, max(16, 2 * self.n)))
+            self.resize(min(self.max_rows, max(MIN_CAPACITY, 2 * self.n)))
         self.n += 1
         self.objects.append(None)
         return self.n - 1
@@ -97,8 +98,11 @@ class RowStore:
                 f"thinning state is inconsistent: {n} rows, {len(objects)} "
                 f"row objects, stride {stride}, {offered} offered"
             )
+        steps = np.asarray(arrays[prefix + "step"])
+        if n and (steps[0] < 0 or (np.diff(steps) <= 0).any()):
+            raise ValueError(f"array {prefix + 'step'!r} holds steps that are not non-negative and increasing")
         self.n, self.stride, self.offered, self.objects = 0, stride, offered, list(objects)
-        self.resize(max(n, min(self.max_rows, 16)))
+        self.resize(max(n, min(self.max_rows, MIN_CAPACITY)))
         for name, a in self.arrays.items():
             loaded = arrays[prefix + name]
             if loaded.shape[1:] != a.shape[1:] or len(loaded) != n:

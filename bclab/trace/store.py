@@ -28,11 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from bclab.trace.fileformat import TraceFileError, read_file, write_file
+from bclab.trace.fileformat import ArraySpec, TraceFileError, read_file, write_file
 from bclab.trace.layers import LayerInfo, check_layers_and_params
 from bclab.trace.progress import Progress
 from bclab.trace.records import RecordChecker, validate_bin_edges
 from bclab.trace.schema import KINDS, MODEL_SCOPE, SAMPLE_FIELDS
+from bclab.trace.statecheck import InconsistentStateError, check_state, inconsistent
 from bclab.trace.summary import format_summary
 from bclab.trace.tables import HeavyTable, ScalarTable, TraceLookupError, lookup_error
 from bclab.validation import check_int, invalid_value
@@ -82,10 +83,11 @@ class Trace:
         self._max_records = check_int("max_records", max_records, 2)
         self._max_scalar_steps = check_int("max_scalar_steps", max_scalar_steps, 2)
         self._meta = dict(meta or {})
-        try:  # fail now rather than at the first save, hours into a run
+        try:  # fail now rather than at the first save, hours into a run (NaN and Inf are saved as null)
             json.dumps(self._meta)
-        except (TypeError, ValueError) as exc:
-            raise invalid_value("meta", meta, "a JSON-serializable mapping") from exc
+        except (TypeError, ValueError, RecursionError) as exc:
+            shown = "<nested too deep to show>" if isinstance(exc, RecursionError) else meta  # repr would recurse too
+            raise invalid_value("meta", shown, "a JSON-serializable mapping") from exc
         self._checker = RecordChecker(
             [li.name for li in self._layers], self._params, self._bin_edges, self._sample_size
         )
@@ -327,12 +329,15 @@ class Trace:
     def from_state(cls, header: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Trace:
         """Rebuilds a trace, thinning state included, from a `to_state()` pair, so appending can continue.
 
+        The pair is checked in full first (`bclab.trace.statecheck`).
+
         Raises:
-            ValueError: The pair is inconsistent: a key is missing, or the arrays and the header
-                do not fit together.
+            ValueError: The pair is inconsistent: a key is missing, a value has the wrong type,
+                or the arrays and the header do not fit together.
         """
         try:
             header = _json_copy(header)
+            check_state(header, {name: ArraySpec(np.shape(a), np.asarray(a).dtype) for name, a in arrays.items()})
             trace = cls(
                 [LayerInfo.from_config(config) for config in header["layers"]],
                 {kind: arrays[f"bin_edges_{kind}"] for kind in KINDS},
@@ -345,9 +350,10 @@ class Trace:
             trace._scalars = ScalarTable.from_state(trace._max_scalar_steps, header, arrays)
             trace._heavy = HeavyTable.from_state(trace._max_records, trace._checker.row_specs, header, arrays)
             trace._progress = Progress.from_state(header)
-        # Whatever a damaged or hand-edited state breaks, the caller should see one error type.
-        except (KeyError, TypeError, IndexError, AttributeError, ValueError) as exc:
-            raise ValueError(f"the trace state is inconsistent: {type(exc).__name__}: {exc}") from exc
+        except InconsistentStateError:
+            raise
+        except Exception as exc:  # whatever a damaged or hand-edited state breaks, one error type
+            raise inconsistent(exc) from exc
         return trace
 
     def save(self, path: str | os.PathLike) -> None:
@@ -362,14 +368,17 @@ class Trace:
     def load(cls, path: str | os.PathLike) -> Trace:
         """Reads a trace saved by `save`, exactly, so appending can continue.
 
+        Nothing is allocated before the header and every array's declared shape are checked
+        against each other and against the file's size (`bclab.trace.fileformat.read_file`).
+
         Raises:
-            TraceFileError: The file is missing, truncated, corrupt, of another version or
-                inconsistent.
+            TraceFileError: The file is missing, truncated, corrupt, of another version, edited
+                into inconsistency or claiming more than it holds; the message names the file.
         """
-        header, arrays = read_file(path, required=STATE_KEYS)
+        header, arrays = read_file(path, required=STATE_KEYS, check=check_state)
         try:
             return cls.from_state(header, arrays)
-        except ValueError as exc:
+        except Exception as exc:  # a file, however edited, fails as TraceFileError only
             raise TraceFileError(f"Cannot load trace file {os.fspath(path)!r}: {exc}") from exc
 
     # ------------------------------------------------------------------ helpers (lock held)

@@ -234,6 +234,12 @@ class HeavyTable:
             if sorted(obj) != _OBJECT_KEYS:
                 raise ValueError(f"a heavy-row object has keys {sorted(obj)}, expected {_OBJECT_KEYS}")
         table.rows.restore(arrays, "heavy_", objects, header["heavy_thinning"])
+        for name in [name for name in specs if name.startswith("hist_") and "mask" not in name] + ["plus", "minus"]:
+            if (table.rows.arrays[name] < 0).any() or (latest is not None and (arrays[f"latest_{name}"] < 0).any()):
+                raise ValueError(f"array 'heavy_{name}' or 'latest_{name}' holds negative counts")
+        held = table.rows.arrays["step"][: table.rows.n]
+        if latest is not None and len(held) and int(latest["step"]) < held[-1]:
+            raise ValueError(f"the latest heavy step {latest['step']} comes before the last row's, {held[-1]}")
         if latest is not None:
             row = {name: np.array(arrays[f"latest_{name}"]) for name in specs if name != "step"}
             for name, a in row.items():

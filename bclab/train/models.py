@@ -15,6 +15,8 @@ import keras
 
 from bclab.config import RunConfig
 from bclab.core.layers import BinaryConv2D, BinaryDense
+from bclab.data import MAX_CLASSES, check_fits_architecture
+from bclab.validation import check_int_between
 
 
 def _batch_norm(config: RunConfig, name: str) -> keras.layers.Layer:
@@ -73,13 +75,14 @@ def build_cnn(config: RunConfig, input_shape: tuple[int, ...], num_classes: int)
 
 
 def build_model(config: RunConfig, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
-    """The architecture named by `config.architecture` for images of `input_shape`."""
+    """The architecture named by `config.architecture` for images of `input_shape`.
+
+    The shape and the class count are checked before any layer is built (a zero-size input
+    would abort the process inside oneDNN): `bclab.data.check_fits_architecture`.
+    """
+    input_shape = check_fits_architecture(input_shape, config.architecture)
+    num_classes = check_int_between("num_classes", num_classes, 2, MAX_CLASSES)
     if config.architecture == "cnn":
-        if min(input_shape[:2]) < 8:
-            raise ValueError(
-                f"The cnn architecture pools three times and needs images of at least 8x8 pixels. "
-                f"Received: input_shape={tuple(input_shape)}"
-            )
         return build_cnn(config, input_shape, num_classes)
     return build_mlp(config, input_shape, num_classes)
 

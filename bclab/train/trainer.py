@@ -4,8 +4,14 @@ Per epoch, as `mnist.py`/`cifar10.py`: train on full batches only (the order is
 shuffled before every epoch but the first, as the reference shuffles at each epoch's
 end), then measure the validation error, and the test error; the reported result is
 the test error at the epoch with the best validation error, ties going to the later
-epoch. Errors are averaged over full batches, as the reference's `val_epoch`. The
+epoch (`best_epoch`). Errors are averaged over full batches, as the reference's `val_epoch`. The
 learning rate decays once per epoch: `lr_start * (lr_end / lr_start) ** (epoch / epochs)`.
+
+Non-finite values (`config.on_nonfinite`): after every step the loss (always on the host) and,
+when the trace records them, every layer's and parameter's `grad_norm` and `update_norm` are
+checked. With "stop" the first NaN/Inf ends the run: the step's record is appended to the trace,
+then `NonFiniteError` names the step, the quantity and the layer or variable; every later
+`step()` raises it again. With "continue" a warning is logged once and training goes on.
 
 The Trainer is driven one batch at a time (`step()`), so a CLI loop, a background
 thread of the lab, or a test can run, pause and resume it; every step is atomic, so the
@@ -32,11 +38,14 @@ from bclab.core.optimizers import BinaryConnectOptimizer
 from bclab.trace.schema import ACCURACY, COMPILED_RUNS, EPOCH, LAYER_SCALARS, LOSS, MODEL_SCALARS, PARAM_SCALARS
 from bclab.trace.store import LayerInfo, Trace
 from bclab.train.models import build_model, make_optimizer, squared_hinge
+from bclab.train.nonfinite import NonFiniteError, first_nonfinite, first_nonfinite_variable
+from bclab.train.plan import prepare_data
 from bclab.train.step import InstrumentedStep
 from bclab.train.timeline import event
-from bclab.validation import check_flag, invalid_value
+from bclab.validation import check_flag
 
 logger = logging.getLogger(__name__)
+__all__ = ["EpochResult", "NonFiniteError", "Trainer", "best_epoch", "device_name"]
 
 
 @dataclass(frozen=True)
@@ -55,12 +64,20 @@ class EpochResult:
 
 
 def best_epoch(results: list[EpochResult]) -> EpochResult | None:
-    """The epoch with the lowest validation error; ties go to the later epoch (reference `<=`)."""
+    """The epoch with the lowest validation error; ties go to the later epoch (reference `<=`).
+
+    A missing (NaN) validation error counts as worse than any number, so without a validation
+    set (`n_validation=0`: every error missing) the best epoch is the last one.
+    """
     best = None
     for result in results:
-        if best is None or result.val_error <= best.val_error:
+        if best is None or _val_key(result) <= _val_key(best):
             best = result
     return best
+
+
+def _val_key(result: EpochResult) -> float:
+    return result.val_error if math.isfinite(result.val_error) else math.inf
 
 
 def device_name() -> str:
@@ -98,7 +115,7 @@ class Trainer:
             eager = check_flag("explain", explain)
         self.config = config
         self.eager = check_flag("eager", eager)
-        self.dataset, self.split = _load_and_split(config, dataset)
+        self.dataset, self.split = prepare_data(config, dataset)
         keras.utils.set_random_seed(config.seed)
         self.model = build_model(config, self.dataset.image_shape, self.dataset.num_classes)
         self.optimizer = BinaryConnectOptimizer(make_optimizer(config))
@@ -126,6 +143,7 @@ class Trainer:
         self._epoch_losses: list[float] = []
         self._epoch_correct: list[float] = []
         self.on_step: list[Callable[[dict[str, Any]], None]] = []
+        self.nonfinite: NonFiniteError | None = None  # the first non-finite step, once found
 
     @property
     def explain(self) -> bool:
@@ -173,6 +191,8 @@ class Trainer:
         """Train on one batch; when it ends an epoch, evaluate and return that epoch's result."""
         if self.done:
             raise RuntimeError(f"The run is finished ({self.config.epochs} epochs). Make a new Trainer to start over.")
+        if self.nonfinite is not None and self.config.on_nonfinite == "stop":
+            raise self.nonfinite
         t_fetch = time.time()
         if self._batches is None:
             self._start_epoch()
@@ -197,9 +217,24 @@ class Trainer:
             self.trace.append(self._record(host, events))
         self.global_step += 1
         self._batches_left -= 1
+        if self.nonfinite is None:
+            self._check_finite(host)
         if self._batches_left == 0:
             return self._finish_epoch()
         return None
+
+    def _check_finite(self, host: dict[str, Any]) -> None:
+        """The non-finite policy (module docstring) for the step just run (`global_step - 1`)."""
+        found = first_nonfinite(host, [layer.name for layer in self.instrumented.layers], self.instrumented.params)
+        if found is None:
+            return
+        step, (quantity, where, text) = self.global_step - 1, found
+        if quantity == LOSS:
+            text += f" ({first_nonfinite_variable(self.model)})"
+        self.nonfinite = NonFiniteError(step, quantity, where, f"step {step}: {text}")
+        if self.config.on_nonfinite == "stop":
+            raise self.nonfinite
+        logger.warning("%s; training continues (on_nonfinite='continue')", self.nonfinite)
 
     def _start_epoch(self) -> None:
         # The reference shuffles at the end of each epoch: the first epoch keeps the data order.
@@ -297,7 +332,8 @@ class Trainer:
             "counters": {**step.counters, COMPILED_RUNS: int(host[COMPILED_RUNS])},
         }
         if "layers" in host:
-            record["layers"] = {layer.name: _layer_record(s) for layer, s in zip(step.layers, host["layers"])}
+            sampled = step.sample_size > 0  # a trace built with sample_size=0 takes no sample entry
+            record["layers"] = {layer.name: _layer_record(s, sampled) for layer, s in zip(step.layers, host["layers"])}
             record["params"] = {
                 v.path: {name: float(s[name]) for name in PARAM_SCALARS} for v, s in zip(step.params, host["params"])
             }
@@ -311,21 +347,6 @@ class Trainer:
         return [asdict(r) for r in self.history]
 
 
-def _load_and_split(config: RunConfig, dataset: bcdata.Dataset | None) -> tuple[bcdata.Dataset, bcdata.Split]:
-    """The run's data and its validation split; fails early unless full batches exist."""
-    dataset = dataset or bcdata.load_dataset(config.dataset, path=config.data_path)
-    dataset = bcdata.subset(dataset, config.n_train, config.n_test)
-    n_train = len(dataset.x_train)
-    if config.n_validation >= n_train:
-        raise invalid_value("n_validation", config.n_validation, f"fewer than the {n_train} training examples")
-    split = bcdata.split_validation(dataset, config.n_validation)
-    for name, n in (("training", len(split.x_train)), ("test", len(split.x_test))):
-        if n < config.batch_size:
-            expected = f"at most the {n} {name} examples (only full batches are used)"
-            raise invalid_value("batch_size", config.batch_size, expected)
-    return dataset, split
-
-
 def _layer_info(layer: BinaryKernelMixin, binary: bool) -> LayerInfo:
     return LayerInfo(
         name=layer.name,
@@ -337,7 +358,7 @@ def _layer_info(layer: BinaryKernelMixin, binary: bool) -> LayerInfo:
     )
 
 
-def _layer_record(summary: dict[str, Any]) -> dict[str, Any]:
+def _layer_record(summary: dict[str, Any], sampled: bool) -> dict[str, Any]:
     """One binary layer's part of a trace record, from the step's host summary."""
     entry: dict[str, Any] = {
         "plus": int(summary["plus"]),
@@ -345,5 +366,7 @@ def _layer_record(summary: dict[str, Any]) -> dict[str, Any]:
         "scalars": {name: float(summary[name]) for name in LAYER_SCALARS},
     }
     if "hist" in summary:
-        entry["hist"], entry["sample"] = summary["hist"], summary["sample"]
+        entry["hist"] = summary["hist"]
+        if sampled:
+            entry["sample"] = summary["sample"]
     return entry
