@@ -2,8 +2,9 @@
 
 Trains the paper's MNIST MLP shape with `larq.layers.QuantDense` (`ste_sign` kernel
 quantizer, `weight_clip` constraint, no input quantizer) + BatchNorm + ReLU, Adam, the
-squared hinge loss, through a manual compiled train step (the same path the bclab side
-uses), on the batches that `throughput.py` saved to `--data`.
+squared hinge loss, through a manual compiled train step or `model.fit` on a tf.data pipeline
+(`--path`, the same two paths as the bclab side), on the batches that `throughput.py` saved to
+`--data`.
 
 Protocol (one long-lived process, so the parent can alternate bclab and larq
 repetitions): after building and warming up it prints `@@{"ready": true, ...}`; then
@@ -38,6 +39,7 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--xla", action="store_true", help="jit_compile=True on the train step")
+    parser.add_argument("--path", choices=("step", "fit"), default="step", help="manual compiled step or model.fit")
     args = parser.parse_args()
 
     from importlib.metadata import version
@@ -67,18 +69,20 @@ def main() -> int:
     model = keras.Sequential(layers)
     optimizer = keras.optimizers.Adam(args.lr, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
 
+    def squared_hinge(y, out):
+        return tf.reduce_mean(tf.square(tf.maximum(0.0, 1.0 - y * out)))
+
     @tf.function(jit_compile=args.xla)
     def train_step(x, y):
         with tf.GradientTape() as tape:
-            out = model(x, training=True)
-            loss = tf.reduce_mean(tf.square(tf.maximum(0.0, 1.0 - y * out)))
+            loss = squared_hinge(y, model(x, training=True))
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss
 
     position = 0
 
-    def run(n: int) -> float:
+    def run_steps(n: int) -> float:
         nonlocal position
         loss = None
         start = time.perf_counter()
@@ -87,6 +91,29 @@ def main() -> int:
             position = (position + 1) % len(xs)
         loss.numpy()  # wait for the last step
         return time.perf_counter() - start
+
+    # The fit path: the same pipeline as the bclab side's (bench/contenders.py, StepContender).
+    dataset = tf.data.Dataset.from_tensor_slices((tf.concat(xs, 0), tf.concat(ys, 0)))
+    dataset = dataset.batch(int(xs[0].shape[0]), drop_remainder=True).repeat().prefetch(2)
+    if args.path == "fit":
+        model.compile(optimizer=optimizer, loss=squared_hinge, jit_compile=args.xla)
+
+    class StepClock(keras.callbacks.Callback):
+        """From the first batch's start to the end of training, as bench/contenders.py's step_clock."""
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 0:
+                self.start = time.perf_counter()
+
+        def on_train_end(self, logs=None):
+            self.seconds = time.perf_counter() - self.start
+
+    def run_fit(n: int) -> float:
+        clock = StepClock()
+        model.fit(dataset, steps_per_epoch=n, epochs=1, verbose=0, callbacks=[clock])
+        return clock.seconds
+
+    run = run_fit if args.path == "fit" else run_steps
 
     run(max(1, args.warmup))
     _say(
@@ -98,6 +125,7 @@ def main() -> int:
             "keras_module": keras.__name__,
             "params": int(model.count_params()),
             "xla": args.xla,
+            "path": args.path,
         }
     )
     for line in sys.stdin:

@@ -7,14 +7,17 @@ alike. Reported: the median and best steps/s per contender, and ratios as the me
 the per-repetition ratios (paired, so a slow patch of the machine cancels out).
 
 Groups:
-  mlp    the paper's MNIST MLP (784-2048-2048-2048-10, BatchNorm, batch 100, Adam):
-         bclab BinaryDense + BinaryConnectOptimizer vs keras Dense + Adam, same data, same
-         compiled train step (or both through model.fit with --path fit); plus larq
-         QuantDense (Keras 2, in bench/.venv-larq) when available.
+  mlp    the paper's MNIST MLP (784-2048-2048-2048-10, BatchNorm, batch 100, Adam): keras
+         Dense + Adam vs bclab BinaryDense + BinaryConnectOptimizer, deterministic and
+         stochastic, all through `model.fit` on one tf.data pipeline (--path step: one manual
+         compiled train step); plus larq QuantDense (Keras 2, in bench/.venv-larq, the same
+         path) when available.
+  cnn    the CIFAR-10 convnet (2xC3-MP2-2xC3-MP2-2xC3-MP2-FC-FC-10, batch 50) at --cnn-size,
+         the same three contenders and path.
+  step   the second view: the mlp comparison through one manual compiled train step.
   trace  bclab Trainer.step() with trace "full" / "scalars" vs "off", same config.
-  cnn    the CIFAR-10 convnet (2xC3-MP2-2xC3-MP2-2xC3-MP2-FC-FC-10, batch 50) at --cnn-size.
-  xla    the mlp comparison again with jit_compile=True and False (automatic when
-         TensorFlow sees a GPU; --xla forces it on CPU).
+  xla    the deterministic mlp comparison again with jit_compile=True and False (automatic
+         when TensorFlow sees a GPU; --xla forces it on CPU).
 
 Usage:
   python bench/throughput.py                      # full run (a few minutes on 2 CPU cores)
@@ -51,28 +54,43 @@ _common.quiet_tensorflow()
 
 MLP_DENSE = "keras Dense + Adam"
 MLP_BCLAB = "bclab BinaryDense + BinaryConnectOptimizer"
+MLP_STOCHASTIC = "bclab BinaryDense stochastic + BinaryConnectOptimizer"
 MLP_LARQ = "larq QuantDense (Keras 2)"
+CNN_DENSE = "keras Conv2D/Dense + Adam"
+CNN_BCLAB = "bclab BinaryConv2D/BinaryDense + BinaryConnectOptimizer"
+CNN_STOCHASTIC = "bclab BinaryConv2D/BinaryDense stochastic + BinaryConnectOptimizer"
 
 
-def run_mlp(args, dataset, larq_py, larq_note):
+def both_modes(names, config, shape, classes, batches, path):
+    """Plain Keras, bclab deterministic and bclab stochastic on one config and path; (contenders, ratios)."""
+    dense, deterministic, stochastic = names
+    contenders = [
+        dense_contender(dense, config, shape, classes, batches, path=path),
+        bclab_contender(deterministic, config.replace(mode="deterministic"), shape, classes, batches, path=path),
+        bclab_contender(stochastic, config.replace(mode="stochastic"), shape, classes, batches, path=path),
+    ]
+    ratios = {"bclab/dense": (deterministic, dense), "bclab stochastic/dense": (stochastic, dense)}
+    return contenders, ratios
+
+
+def run_mlp(args, dataset, larq_py, larq_note, path=None):
+    """The paper MLP, bclab in both modes against keras Dense (and larq), through `path` (default `args.path`)."""
     from bclab import RunConfig
 
+    path = path or args.path
     config = RunConfig.recipe("mnist", size=args.mlp_size, mode="deterministic")
     shape, classes = dataset.image_shape, dataset.num_classes
     batches = mnist_batches(dataset, config.batch_size, args.n_batches)
-    contenders = [
-        dense_contender(MLP_DENSE, config, shape, classes, batches, path=args.path),
-        bclab_contender(MLP_BCLAB, config, shape, classes, batches, path=args.path),
-    ]
-    ratios = {"bclab/dense": (MLP_BCLAB, MLP_DENSE)}
+    names = (MLP_DENSE, MLP_BCLAB, MLP_STOCHASTIC)
+    contenders, ratios = both_modes(names, config, shape, classes, batches, path)
     if args.variants:
-        variants, variant_ratios = mlp_variants(config, shape, classes, batches, args.path)
+        variants, variant_ratios = mlp_variants(config, shape, classes, batches, path)
         contenders += variants
         ratios.update(variant_ratios)
-    notes = [larq_note]
+    notes = [larq_note] if larq_note else []
     larq = None
     if larq_py is not None:
-        larq = larq_contender(larq_py, config, batches, args, notes)
+        larq = larq_contender(larq_py, config, batches, args, notes, path)
     if larq is not None:
         contenders.append(larq)
         ratios["bclab/larq"] = (MLP_BCLAB, MLP_LARQ)
@@ -84,28 +102,27 @@ def run_mlp(args, dataset, larq_py, larq_note):
     units = config.units
     description = (
         f"MNIST MLP 784-{units}-{units}-{units}-10 + BatchNorm, batch {config.batch_size}, Adam, "
-        f"deterministic, {args.steps} steps x {args.reps} reps, path={args.path}, data={dataset.name}"
+        f"{args.steps} steps x {args.reps} reps, path={path}, data={dataset.name}"
     )
-    return summarize("mlp", rates, ratios, {"description": description, "size": args.mlp_size, "notes": notes})
+    group = "mlp" if path == args.path else "step"
+    return summarize(group, rates, ratios, {"description": description, "size": args.mlp_size, "notes": notes})
 
 
 def mlp_variants(config, shape, classes, batches, path):
     """The profiling variants of the mlp group (`--variants`): (contenders, ratios against plain Dense)."""
     names = {
-        "stochastic/dense (info)": "bclab stochastic",
         "BinaryDense, plain Adam/dense (info)": "bclab BinaryDense + plain Adam (clip only)",
         "binary=False, wrapped/dense (info)": "bclab binary=False + BinaryConnectOptimizer",
     }
-    stochastic, clip_only, float_wrapped = names.values()
+    clip_only, float_wrapped = names.values()
     contenders = [
-        bclab_contender(stochastic, config.replace(mode="stochastic"), shape, classes, batches, path=path),
         bclab_contender(clip_only, config, shape, classes, batches, path=path, wrap=False),
         bclab_contender(float_wrapped, config.replace(mode="float"), shape, classes, batches, path=path),
     ]
     return contenders, {label: (name, MLP_DENSE) for label, name in names.items()}
 
 
-def larq_contender(python, config, batches, args, notes: list[str]):
+def larq_contender(python, config, batches, args, notes: list[str], path: str):
     """The larq worker for the mlp group, or None; says what happened in `notes`."""
     try:
         larq = LarqContender(
@@ -116,13 +133,12 @@ def larq_contender(python, config, batches, args, notes: list[str]):
             layers=config.hidden_layers,
             bn_alpha=config.bn_alpha,
             warmup=args.warmup,
+            path=path,
         )
     except RuntimeError as error:
         notes.append(f"larq skipped: {error}")
         return None
     notes.append(f"larq worker: {larq.info}")
-    if args.path == "fit":
-        notes.append("larq always runs a manual compiled train step (no fit path in the worker)")
     return larq
 
 
@@ -154,12 +170,8 @@ def run_cnn(args):
     config = RunConfig.recipe("cifar10", size=args.cnn_size, mode="deterministic")
     shape, classes = (32, 32, 3), 10
     batches = random_image_batches(shape, classes, config.batch_size, args.n_batches)
-    contenders = [
-        dense_contender("keras Conv2D/Dense + Adam", config, shape, classes, batches, path=args.path),
-        bclab_contender(
-            "bclab BinaryConv2D/BinaryDense + BinaryConnectOptimizer", config, shape, classes, batches, path=args.path
-        ),
-    ]
+    names = (CNN_DENSE, CNN_BCLAB, CNN_STOCHASTIC)
+    contenders, ratios = both_modes(names, config, shape, classes, batches, args.path)
     rates = measure(contenders, args.cnn_steps, args.reps, args.warmup)
     c1, c2, c3 = config.channels
     fc = config.dense_units
@@ -168,7 +180,6 @@ def run_cnn(args):
         f"(paper: 128/256/512, 1024), batch {config.batch_size}, random 32x32x3 data, "
         f"{args.cnn_steps} steps x {args.reps} reps, path={args.path}"
     )
-    ratios = {"bclab/dense": ("bclab BinaryConv2D/BinaryDense + BinaryConnectOptimizer", "keras Conv2D/Dense + Adam")}
     return summarize("cnn", rates, ratios, {"description": description, "size": args.cnn_size})
 
 
@@ -214,15 +225,17 @@ def parse_args(argv=None):
     parser.add_argument(
         "--path",
         choices=("step", "fit"),
-        default="step",
-        help="manual compiled train step (default) or model.fit on a tf.data pipeline",
+        default="fit",
+        help="the path of the mlp, cnn and xla groups: model.fit on a tf.data pipeline (default) or a manual compiled step",
     )
-    parser.add_argument("--groups", default="mlp,trace,cnn,xla", help="comma-separated subset of mlp,trace,cnn,xla")
+    parser.add_argument(
+        "--groups", default="mlp,cnn,step,trace,xla", help="comma-separated subset of mlp,cnn,step,trace,xla"
+    )
     parser.add_argument("--xla", action="store_true", help="run the xla group on CPU too (on by default with a GPU)")
     parser.add_argument(
         "--variants",
         action="store_true",
-        help="mlp: add profiling variants (stochastic, no optimizer wrapper, binary=False)",
+        help="mlp: add profiling variants (no optimizer wrapper, binary=False)",
     )
     parser.add_argument("--no-larq", action="store_true", help="skip the larq comparison")
     args = parser.parse_args(argv)
@@ -254,12 +267,19 @@ def run_groups(args, groups: list[str], dataset, gpu: bool) -> dict[str, Any]:
         if larq_py is not None:
             results["mlp"]["larq_versions"] = larq_versions(larq_py)
         print_group(results["mlp"])
-    if "trace" in groups:
-        results["trace"] = run_trace(args, dataset)
-        print_group(results["trace"])
     if "cnn" in groups:
         results["cnn"] = run_cnn(args)
         print_group(results["cnn"])
+    if "step" in groups:  # the second view: the mlp comparison through the manual compiled step
+        if args.path == "step":
+            results["step"] = {"group": "step", "skipped": "--path step: the mlp group is the manual step already"}
+            print("\n[step] skipped: --path step: the mlp group is the manual step already")
+        else:
+            results["step"] = run_mlp(args, dataset, None, None, path="step")
+            print_group(results["step"])
+    if "trace" in groups:
+        results["trace"] = run_trace(args, dataset)
+        print_group(results["trace"])
     if "xla" in groups:
         if gpu or args.xla:
             results["xla"] = run_xla(args, dataset)

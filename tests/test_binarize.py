@@ -45,6 +45,22 @@ def oracle_binarization(W, H, binary=True, deterministic=False, stochastic=False
     return np.where(b != 0, H, -H).astype(np.float32)
 
 
+def oracle_sample(W, H, r):
+    """bclab's draw transcribed in float32: `u = r * (H - -H) + -H` (TensorFlow's uniform on [-H, H) from
+    the raw uniforms `r` in [0, 1)), then `+H` where `u < W`.
+
+    That this is the reference's Bernoulli(hard_sigmoid(W / H)): test_sample_is_the_reference_draw.
+    """
+    W, H, r = np.asarray(W, np.float32), np.float32(H), np.asarray(r, np.float32)
+    u = (r * (H - -H)) + -H
+    return np.where(u < W, H, -H).astype(np.float32)
+
+
+def raw_uniforms(shape, seed):
+    """The uniforms in [0, 1) behind an int-seeded draw (the same Philox bits as bclab's U[-H, H))."""
+    return keras.ops.convert_to_numpy(keras.random.uniform(shape, dtype="float32", seed=seed))
+
+
 # A "Glorot" H of MNIST's first layer (784 -> 2048) and of a 3x3 conv 3 -> 8 channels.
 H_VALUES = [1.0, 0.3, glorot_H(784, 2048), glorot_H(9 * 3, 9 * 8)]
 
@@ -160,10 +176,12 @@ def test_nonfinite_weights_follow_the_reference():
     rounded = keras.ops.convert_to_numpy(binarization(W, H))
     np.testing.assert_array_equal(rounded, oracle_binarization(W, H))
     np.testing.assert_array_equal(rounded[:, 0], [H, H])  # the reference's switch(NaN, H, -H)
+    # bclab's draw compares u ~ U[-H, H) with W: u < NaN is false as well, u < +Inf true, u < -Inf false.
     sampled = keras.ops.convert_to_numpy(binarization(W, H, stochastic=True, srng=7))
-    u = keras.ops.convert_to_numpy(keras.random.uniform(W.shape, dtype="float32", seed=7))
-    np.testing.assert_array_equal(sampled, oracle_binarization(W, H, stochastic=True, u=u))
+    r = raw_uniforms(W.shape, 7)
+    np.testing.assert_array_equal(sampled, oracle_sample(W, H, r))
     np.testing.assert_array_equal(sampled[np.isnan(W)], [-H, -H, -H])
+    np.testing.assert_array_equal(sampled[~np.isnan(W)], oracle_binarization(W, H, stochastic=True, u=r)[~np.isnan(W)])
 
 
 def test_a_tensor_H_is_checked_when_it_has_a_value_and_used_as_given_when_symbolic():
@@ -192,14 +210,34 @@ def test_integer_weights_are_binarized_as_floats():
 
 @pytest.mark.parametrize("H", H_VALUES)
 def test_stochastic_int_seed_matches_oracle_and_repeats(H):
-    # With an int seed the draw is stateless: the uniforms are keras.random.uniform(seed=s),
-    # and Bernoulli(p) is 1 where u < p (Theano's binomial), so the oracle reproduces it.
+    # With an int seed the draw is stateless: the raw uniforms r are keras.random.uniform(seed=s),
+    # bclab's u = r * 2H - H, and +H where u < W (oracle_sample); the same int repeats the sample.
     W = awkward_weights(H)
     first = keras.ops.convert_to_numpy(binarization(W, H, stochastic=True, srng=1234))
     second = keras.ops.convert_to_numpy(binarization(W, H, stochastic=True, srng=1234))
     np.testing.assert_array_equal(first, second)
-    u = keras.ops.convert_to_numpy(keras.random.uniform(W.shape, dtype="float32", seed=1234))
-    np.testing.assert_array_equal(first, oracle_binarization(W, H, stochastic=True, u=u))
+    np.testing.assert_array_equal(first, oracle_sample(W, H, raw_uniforms(W.shape, 1234)))
+
+
+@pytest.mark.parametrize("H", H_VALUES)
+def test_sample_is_the_reference_draw(H):
+    # The reference takes +H where r < p = hard_sigmoid(W / H) (Theano's binomial); bclab where
+    # r * 2H - H < W on the same r. The two agree except where r lies within 2**-22 of p (one step
+    # of the float32 uniform's 2**-23 grid and one rounding: the resolution the docstring states).
+    # 200,000 weights over [-1.5H, 1.5H] (|W| > H included) plus the awkward ones (zeros, +-H, tiny).
+    rng = np.random.default_rng(5)
+    W = np.concatenate([awkward_weights(H).ravel(), rng.uniform(-1.5 * H, 1.5 * H, 200_000)]).astype(np.float32)
+    sample = keras.ops.convert_to_numpy(binarization(W, H, stochastic=True, srng=99))
+    r = raw_uniforms(W.shape, 99)
+    reference = oracle_binarization(W, H, stochastic=True, u=r)
+    p = oracle_hard_sigmoid(W / np.float32(H)).astype(np.float64)
+    differ = sample != reference
+    assert np.all(np.abs(r[differ].astype(np.float64) - p[differ]) <= 2.0**-22), (W[differ], r[differ], p[differ])
+    # A disagreement needs r within 2**-22 of p: about 2 * 2**-22 * 200,000 = 0.1 expected; allow a few.
+    assert differ.sum() <= 3
+    # Certain outcomes stay certain: p = 1 (W >= H) always +H, p = 0 (W <= -H) always -H, whatever r.
+    H32 = np.float32(H)
+    assert np.all(sample[W >= H32] == H32) and np.all(sample[W <= -H32] == -H32)
 
 
 def test_stochastic_p0_and_p1_are_certain():
@@ -303,6 +341,21 @@ def test_glorot_H_hand_values():
     assert 1 / glorot_H(784, 2048) == pytest.approx(43.4511, abs=1e-4)
     # 3x3 conv, 3 -> 8 channels: fan_in = 27, fan_out = 72: sqrt(1.5 / 99)
     assert glorot_H(27, 72) == pytest.approx(math.sqrt(1.5 / 99), rel=1e-15)
+
+
+@pytest.mark.parametrize("H", [1.0, 0.3, 0.0230, 7.0, 1e-3, glorot_H(784, 2048), glorot_H(27, 72)])
+def test_rounding_compares_W_with_a_threshold_that_is_the_division(H):
+    # For a Python-float H bclab compares W with a threshold found once (no division pass); the
+    # reference divides. 401 consecutive float32 weights around -eps/4 * H, and NaN: bit-equal to the oracle.
+    center = np.float32(-np.finfo(np.float32).eps / 4 * H)
+    below, above = [center], [center]
+    for _ in range(200):
+        below.append(np.nextafter(below[-1], np.float32(-1)))
+        above.append(np.nextafter(above[-1], np.float32(1)))
+    W = np.array(sorted(set(below + above)) + [np.nan, -0.0, 0.0], np.float32)
+    got = keras.ops.convert_to_numpy(binarization(W, H))
+    np.testing.assert_array_equal(got, oracle_binarization(W, H))
+    assert np.any(got[:-3] < 0) and np.any(got[:-3] > 0)  # the switch lies inside the sweep
 
 
 @pytest.mark.parametrize("H", [1.0, 0.3, 0.0230])

@@ -4,6 +4,12 @@ Source: MatthieuCourbariaux/BinaryConnect, `binary_connect.py` (`hard_sigmoid`
 and `binarization`), paper arXiv:1511.00363. Written with `keras.ops` only, so it
 runs inside a compiled `tf.function` and on any device.
 
+Two departures in form, not in value: rounding compares `W` with a threshold equivalent to the
+reference's divide-add-scale-clip-round (bit for bit, `_rounded`), and sampling draws
+`u ~ U[-H, H)` and takes `+H` where `u < W`, which is `Bernoulli(hard_sigmoid(W / H))` exactly in
+distribution up to the float32 uniform's resolution, `|P(+H) - hard_sigmoid(W / H)| <= 2**-22`
+(`_sampled`). Both save passes over the kernel (bench/README.md, "Profile of the stochastic path").
+
 Quirks kept on purpose (they are the reference's semantics):
 
 - `binary=True, deterministic=False, stochastic=False` takes the rounding branch,
@@ -15,8 +21,9 @@ Quirks kept on purpose (they are the reference's semantics):
   `keras.ops.round` rounds half to even and would map 0 to `-H`.
 - A NaN weight is not propagated, as in the reference: the rounding branch gives `+H` (Theano's
   `clip` and `round` keep the NaN and `switch(NaN, H, -H)` takes `H`), the stochastic branch `-H`
-  (`u < NaN` is false). Propagating it would cost a pass over the kernel on the hot path
-  (measured on a CPU: binarization +40-60 %, a 784x1024 forward matmul with it +30 %). A NaN
+  (`u < NaN` is false, in the reference's form and in bclab's). Propagating it would cost a pass
+  over the kernel on the hot path (measured on a CPU: binarization +40-60 %, a 784x1024 forward
+  matmul with it +30 %). A NaN
   in `W` comes from a non-finite update, which the Trainer's non-finite policy stops at
   (`bclab.train.trainer`), and the clip keeps it in `W` (`clip(NaN) = NaN`).
 """
@@ -72,20 +79,76 @@ def binarization(W, H, binary=True, deterministic=False, stochastic=False, srng=
     W = ops.convert_to_tensor(W)
     if not keras.backend.is_float_dtype(W.dtype):
         W = ops.cast(W, keras.backend.floatx())
-    x = W if isinstance(H, float) and H == 1 else W / H
-    H = ops.cast(H, x.dtype)
     if stochastic:
-        # Theano's srng.binomial(n=1, p) is 1 with probability p: u < p, u ~ U[0, 1).
-        p = hard_sigmoid(x)
-        plus = ops.less(keras.random.uniform(ops.shape(W), dtype=p.dtype, seed=srng), p)
-        return ops.where(plus, H, -H)
-    # round(hard_sigmoid(x)) with half up is 1 iff fl(x + 1) >= 1, and in floating point
-    # that holds iff x >= -eps/4 (1 - eps/4 is the tie below 1, which rounds to even, 1).
-    # One comparison instead of five passes over the kernel; the same bits as the
-    # reference's float arithmetic, tiny negative weights included. Written as "minus iff
-    # x < -eps/4" so that NaN (no comparison holds) gives +H, as the reference's switch does.
-    eps = float(np.finfo(keras.backend.standardize_dtype(x.dtype)).eps)
+        return _sampled(W, H, srng)
+    return _rounded(W, H)
+
+
+def _sampled(W, H, srng):
+    """`+H` with probability `hard_sigmoid(W / H)`, else `-H`: the reference's draw, without `p`.
+
+    The reference draws `u ~ U[0, 1)` and takes `+H` where `u < hard_sigmoid(W / H)` (Theano's
+    `srng.binomial(n=1, p)`). Here `u ~ U[-H, H)` and `+H` where `u < W`: for `|W| <= H`,
+    `P(u < W) = (W / H + 1) / 2`; for `W >= H` it is 1 and for `W <= -H` 0; that is
+    `hard_sigmoid(W / H)` exactly, in distribution. Nothing of the size of the kernel is
+    computed but the draw, one comparison and one select (the reference's form costs four
+    more passes over it: divide, add, scale, clip).
+
+    Resolution: TensorFlow's float32 uniform takes 23 random bits, `r = k * 2**-23`, and
+    `u = fl(fl(2H * r) - H)`; `P(+H)` is `hard_sigmoid(W / H)` up to one step of that grid and
+    one rounding, `|error| <= 2**-22`, and exact at `W = 0` (1/2), at `W >= H` (1) and
+    `W <= -H` (0). Draw for draw it is the reference's `r < hard_sigmoid(W / H)` on the same
+    `r` except where `r` lies within that error of `p` (tests/test_binarize.py bounds both).
+    """
+    H = ops.cast(H, W.dtype)
+    u = keras.random.uniform(ops.shape(W), minval=-H, maxval=H, dtype=W.dtype, seed=srng)
+    # `u < NaN` is false: a NaN weight gives -H (the module docstring).
+    return ops.where(ops.less(u, W), H, -H)
+
+
+def _rounded(W, H):
+    """`H` where `round(hard_sigmoid(W / H))` (half up) is 1, else `-H`: the reference's rounding branch.
+
+    round(hard_sigmoid(x)) with half up is 1 iff fl(x + 1) >= 1, and in floating point that
+    holds iff x >= -eps/4 (1 - eps/4 is the tie below 1, which rounds to even, 1). One
+    comparison instead of five passes over the kernel; the same bits as the reference's
+    float arithmetic, tiny negative weights included. Written as "minus iff x < -eps/4" so
+    that NaN (no comparison holds) gives +H, as the reference's switch does.
+    """
+    dtype = keras.backend.standardize_dtype(W.dtype)
+    below = _minus_below(H, dtype) if isinstance(H, float) else None
+    if below is not None:
+        # fl(W / H) < -eps/4 iff W < `below` (see `_minus_below`): no division pass.
+        return ops.where(ops.less(W, ops.cast(below, W.dtype)), ops.cast(-H, W.dtype), ops.cast(H, W.dtype))
+    x = W / H
+    H = ops.cast(H, x.dtype)
+    eps = float(np.finfo(dtype).eps)
     return ops.where(ops.less(x, -eps / 4), -H, H)
+
+
+def _minus_below(H: float, dtype: str) -> float | None:
+    """The float `T` with `fl(W / H) < -eps/4` iff `W < T`, for every `W` of `dtype`; None for a dtype
+    NumPy lacks (bfloat16: the caller divides).
+
+    `W -> fl(W / H)` is non-decreasing (IEEE division is correctly rounded), so the weights that
+    round to `-H` are those below the smallest `W` with `fl(W / H) >= -eps/4`. As `-eps/4` is a power
+    of two, that is `-eps/4 * H` exactly unless the product underflows; the loops step from it one
+    float at a time until the rule holds (no step for a normal product). Runs at trace time.
+    """
+    if dtype not in ("float16", "float32", "float64"):
+        return None
+    np_dtype = np.dtype(dtype)
+    H_ = np_dtype.type(H)
+    target = np_dtype.type(-np.finfo(np_dtype).eps / 4)
+    with np.errstate(all="ignore"):
+        T = np_dtype.type(target * H_)
+        if T / H_ >= target:  # step down while the float below still rounds to -eps/4 or above
+            while np.nextafter(T, np_dtype.type(-np.inf)) / H_ >= target:
+                T = np.nextafter(T, np_dtype.type(-np.inf))
+        else:  # step up to the first that does
+            while T / H_ < target:
+                T = np.nextafter(T, np_dtype.type(np.inf))
+    return float(T)
 
 
 def _checked_H(H):
