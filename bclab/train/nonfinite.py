@@ -11,7 +11,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from bclab.trace.schema import GRAD_NORM, LOSS, PARAM_SCALARS, UPDATE_NORM
+from bclab.trace.schema import LAYER_SCALARS, LOSS, PARAM_SCALARS, is_watched_for_nonfinite
+
+_WATCHED_LAYER = tuple(q for q in LAYER_SCALARS if is_watched_for_nonfinite(q))
+_WATCHED_PARAM = tuple(q for q in PARAM_SCALARS if is_watched_for_nonfinite(q))
 
 
 class NonFiniteError(FloatingPointError):
@@ -30,11 +33,13 @@ class NonFiniteError(FloatingPointError):
 def first_nonfinite(host: dict[str, Any], layers: list[str], params: list) -> tuple[str, str | None, str] | None:
     """(quantity, layer or variable, text) of the first NaN/Inf in a step's host summary: the loss,
     then each layer's, then each parameter's gradient and update norms (present when traced)."""
+    # The same quantities the trace watches (`schema.is_watched_for_nonfinite`), from the host
+    # summary, so that the policy works with the trace off too.
     candidates = [(LOSS, None, "loss", host[LOSS])]
     for name, summary in zip(layers, host.get("layers", ())):
-        candidates += [(q, name, f"{q} of layer {name}", summary[q]) for q in (GRAD_NORM, UPDATE_NORM)]
+        candidates += [(q, name, f"{q} of layer {name}", summary[q]) for q in _WATCHED_LAYER]
     for variable, summary in zip(params, host.get("params", ())):
-        candidates += [(q, variable.path, f"{q} of variable {variable.path}", summary[q]) for q in PARAM_SCALARS]
+        candidates += [(q, variable.path, f"{q} of variable {variable.path}", summary[q]) for q in _WATCHED_PARAM]
     for quantity, where, text, value in candidates:
         value = float(value)
         if not math.isfinite(value):
