@@ -71,7 +71,16 @@ def bin_index(values, edges: np.ndarray):
     return tf.raw_ops.Bucketize(input=values, boundaries=[float(e) for e in edges[1:-1]])
 
 
-def bucket_counts(values, edges: np.ndarray):
-    """Counts of `values` per bin of `edges` (see `bin_index`), as int64."""
+def bucket_counts(values, edges: np.ndarray, xla: bool = False):
+    """Counts of `values` per bin of `edges` (see `bin_index`), as int64.
+
+    `xla=True` for a step compiled with XLA, which has no bincount kernel: a segment sum, slower
+    on a CPU but compiled.
+    """
     nbins = len(edges) - 1
-    return tf.math.bincount(bin_index(values, edges), minlength=nbins, maxlength=nbins, dtype=tf.int64)
+    index = bin_index(values, edges)
+    if xla:
+        ones = tf.ones_like(index, dtype=tf.int64)
+        return tf.ensure_shape(tf.math.unsorted_segment_sum(ones, index, nbins), [nbins])
+    counts = tf.math.bincount(index, minlength=nbins, maxlength=nbins, dtype=tf.int64)
+    return tf.ensure_shape(counts, [nbins])  # static, so a step can pack its summaries into one vector
