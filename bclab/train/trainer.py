@@ -33,10 +33,10 @@ import numpy as np
 
 from bclab import data as bcdata
 from bclab.config import RunConfig
-from bclab.core.layers import BinaryKernelMixin
 from bclab.core.optimizers import BinaryConnectOptimizer
-from bclab.trace.schema import ACCURACY, COMPILED_RUNS, EPOCH, LAYER_SCALARS, LOSS, MODEL_SCALARS, PARAM_SCALARS
-from bclab.trace.store import LayerInfo, Trace
+from bclab.trace.schema import ACCURACY, COMPILED_RUNS, EPOCH, LOSS, MODEL_SCALARS
+from bclab.trace.store import Trace
+from bclab.train.backend import require_tensorflow
 from bclab.train.models import build_model, make_optimizer, squared_hinge
 from bclab.train.nonfinite import NonFiniteError, first_nonfinite, first_nonfinite_variable
 from bclab.train.plan import prepare_data
@@ -110,6 +110,7 @@ class Trainer:
         eager: bool = False,
         explain: bool | None = None,
     ):
+        require_tensorflow("bclab.Trainer")
         if explain is not None:
             warnings.warn("`Trainer(explain=...)` is deprecated: use `eager=...`.", DeprecationWarning, stacklevel=2)
             eager = check_flag("explain", explain)
@@ -153,12 +154,6 @@ class Trainer:
 
     def _new_trace(self) -> Trace:
         step = self.instrumented
-        layers = [_layer_info(layer, binary=True) for layer in step.layers]
-        if not layers:
-            # mode "float": no binary layer gets summaries, but a Trace needs its layers named;
-            # list the kernel layers (binary=False) so loss and accuracy are still recorded.
-            kernel_layers = [layer for layer in self.model.layers if isinstance(layer, BinaryKernelMixin)]
-            layers = [_layer_info(layer, binary=False) for layer in kernel_layers]
         meta = {
             "config": self.config.to_dict(),
             "device": self.device,
@@ -168,8 +163,14 @@ class Trainer:
             "hist_stride": {layer.name: k for layer, k in zip(step.layers, step.hist_stride)},
             "dataset_source": self.dataset.source,
         }
-        params = [v.path for v in step.params]
-        return Trace(layers, step.bin_edges, params=params, sample_size=step.sample_size, meta=meta)
+        summaries = step.summaries
+        return Trace(
+            summaries.layer_infos(),
+            step.bin_edges,
+            params=summaries.param_names(),
+            sample_size=step.sample_size,
+            meta=meta,
+        )
 
     # ----- state -----
 
@@ -332,11 +333,7 @@ class Trainer:
             "counters": {**step.counters, COMPILED_RUNS: int(host[COMPILED_RUNS])},
         }
         if "layers" in host:
-            sampled = step.sample_size > 0  # a trace built with sample_size=0 takes no sample entry
-            record["layers"] = {layer.name: _layer_record(s, sampled) for layer, s in zip(step.layers, host["layers"])}
-            record["params"] = {
-                v.path: {name: float(s[name]) for name in PARAM_SCALARS} for v, s in zip(step.params, host["params"])
-            }
+            record.update(step.summaries.records(host))
         return record
 
     def best(self) -> EpochResult | None:
@@ -345,28 +342,3 @@ class Trainer:
 
     def history_dicts(self) -> list[dict[str, Any]]:
         return [asdict(r) for r in self.history]
-
-
-def _layer_info(layer: BinaryKernelMixin, binary: bool) -> LayerInfo:
-    return LayerInfo(
-        name=layer.name,
-        shape=tuple(int(d) for d in layer.kernel.shape),
-        H=float(layer.H),
-        W_LR_scale=float(layer.W_LR_scale),
-        binary=binary,
-        stochastic=binary and bool(layer.stochastic),
-    )
-
-
-def _layer_record(summary: dict[str, Any], sampled: bool) -> dict[str, Any]:
-    """One binary layer's part of a trace record, from the step's host summary."""
-    entry: dict[str, Any] = {
-        "plus": int(summary["plus"]),
-        "minus": int(summary["minus"]),
-        "scalars": {name: float(summary[name]) for name in LAYER_SCALARS},
-    }
-    if "hist" in summary:
-        entry["hist"] = summary["hist"]
-        if sampled:
-            entry["sample"] = summary["sample"]
-    return entry
