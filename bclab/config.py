@@ -37,6 +37,7 @@ ARCHITECTURES = ("mlp", "cnn")
 OPTIMIZERS = ("adam", "adamax", "sgd")
 TRACE_LEVELS = ("off", "scalars", "full")  # the one list of trace levels (the step uses it too)
 ON_NONFINITE = ("stop", "continue")
+MAX_DEVICES = 64  # replicas of one data-parallel run (a sanity bound: a typo of 1000 fails before TensorFlow starts)
 SIZES = ("paper", "small", "tiny")
 
 # Hidden widths per recipe and size. "paper" is the published network.
@@ -144,6 +145,9 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "trace_sample": partial(check_int, minimum=0),
     "jit_compile": check_flag,
     "on_nonfinite": partial(check_choice, choices=ON_NONFINITE),
+    "devices": partial(
+        check_int_between, low=1, high=MAX_DEVICES, expected=f"a whole number of devices in [1, {MAX_DEVICES}]"
+    ),
 }
 
 
@@ -162,6 +166,8 @@ class RunConfig:
     histograms, binary counts and tracked weights).
     `on_nonfinite`: "stop" (default) ends the run at the first NaN/Inf loss, gradient or update
     and names it; "continue" keeps training, to watch a divergence.
+    `devices`: data-parallel replicas (`tf.distribute.MirroredStrategy`, `bclab.train.devices`);
+    `batch_size` is the global batch and must split evenly over them.
     Each field is checked on construction (`_CHECKS`) and kept normalized: `H=1` is kept as
     1.0, `H="Glorot"` as "glorot", a path as a str, `conv_channels` as a tuple.
     """
@@ -193,12 +199,21 @@ class RunConfig:
     trace_sample: int = 256
     jit_compile: bool = False
     on_nonfinite: str = "stop"
+    devices: int = 1
 
     def __post_init__(self) -> None:
         for name, check in _CHECKS.items():
             object.__setattr__(self, name, check(name, getattr(self, name)))
         if self.dataset in FILE_SOURCES and not self.data_path:
             raise invalid_value("data_path", self.data_path, f"a path to the {self.dataset} data")
+        if self.batch_size % self.devices:
+            raise invalid_value(
+                "batch_size",
+                self.batch_size,
+                f"a multiple of devices={self.devices} (each replica takes an equal share)",
+            )
+        if self.devices > 1 and self.jit_compile:
+            raise invalid_value("jit_compile", True, f"False with devices={self.devices} (XLA runs on one device here)")
 
     @property
     def binary(self) -> bool:

@@ -46,6 +46,7 @@ FIELDS = (
     "trace_sample",
     "jit_compile",
     "on_nonfinite",
+    "devices",
 )
 MAX_CONFIG_BYTES = 1 << 20  # a config.json is about 1 KB; anything this big is not one
 
@@ -100,7 +101,22 @@ def build_parser() -> Parser:
     board = trace_commands.add_parser("tensorboard", help="export a saved trace's scalars to TensorBoard")
     board.add_argument("path")
     board.add_argument("logdir", help="a new or empty folder")
-    for sub in (train, summary, board):
+    export = commands.add_parser(
+        "export",
+        help="pack a saved model's binary kernels to 1 bit per weight (a .bclab file)",
+        epilog="OUT must not exist yet (written atomically; missing parent folders are created). "
+        "bclab.load_packed(OUT) rebuilds the inference model.\n\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    export.add_argument("model", help="a model saved by Keras (the model.keras of `bclab train`)")
+    export.add_argument("out", help="the .bclab file to write, a new file")
+    export.add_argument(
+        "--as-deterministic",
+        action="store_true",
+        default=False,
+        help="pack stochastic layers as deterministic ones (H*sign(W)); their predictions then differ",
+    )
+    for sub in (train, summary, board, export):
         sub.add_argument("--debug", action="store_true", default=False, help="show the traceback of an error")
     return parser
 
@@ -148,6 +164,11 @@ def _add_train_arguments(train: argparse.ArgumentParser) -> None:
         help="also export the scalars to TensorBoard (a new or empty folder)",
     )
     add("--jit-compile", action="store_true", help="compile the step with XLA")
+    add(
+        "--devices",
+        type=int,
+        help="data-parallel replicas (tf.distribute): N GPUs, or the CPU split into N devices (default 1)",
+    )
     add("--out", default=None, help="output folder, new or empty (default runs/<time>-<dataset>-<mode>)")
     add("--quiet", action="store_true", default=False, help="no progress bar")
 

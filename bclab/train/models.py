@@ -12,6 +12,7 @@ for features whose variance is below about 1e-4.
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 from bclab.config import RunConfig
 from bclab.core.layers import BinaryConv2D, BinaryDense
@@ -20,7 +21,12 @@ from bclab.validation import check_int_between
 
 
 def _batch_norm(config: RunConfig, name: str) -> keras.layers.Layer:
-    return keras.layers.BatchNormalization(momentum=1.0 - config.bn_alpha, epsilon=config.bn_epsilon, name=name)
+    # Over several replicas, BatchNorm's batch statistics are the whole batch's (synchronized), so a
+    # data-parallel run trains the same network as one device with the same global batch.
+    synchronized = tf.distribute.get_strategy().num_replicas_in_sync > 1  # built inside the run's strategy scope
+    return keras.layers.BatchNormalization(
+        momentum=1.0 - config.bn_alpha, epsilon=config.bn_epsilon, synchronized=synchronized, name=name
+    )
 
 
 def _binary_args(config: RunConfig, index: int) -> dict:

@@ -93,7 +93,10 @@ class StepSummaries:
         # The binary weights (on the subset) of the previous step, for the flip ratio.
         self.previous_plus = [
             tf.Variable(
-                tf.reshape(layer.kernel.value >= 0, [-1])[::k], trainable=False, name=f"{layer.name}_previous_plus"
+                tf.reshape(layer.kernel.value >= 0, [-1])[::k],
+                trainable=False,
+                name=f"{layer.name}_previous_plus",
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,  # replicas hold the same value
             )
             if binary
             else None

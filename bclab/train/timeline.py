@@ -31,6 +31,11 @@ _BINARIZE = "binarize "
 _UPDATE_STEP = ".update_step "
 
 
+def replicated_phase(replicas: int) -> str:
+    """The one phase of a data-parallel step: its replicas' timestamps would interleave."""
+    return f"distributed step on {replicas} replicas (forward, loss, gradients, all-reduce, apply_gradients)"
+
+
 def binarize_phase(layer_name: str) -> str:
     return f"{_BINARIZE}{layer_name}"
 

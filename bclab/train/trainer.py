@@ -37,6 +37,7 @@ from bclab.core.optimizers import BinaryConnectOptimizer
 from bclab.trace.schema import ACCURACY, COMPILED_RUNS, EPOCH, LOSS, MODEL_SCALARS
 from bclab.trace.store import Trace
 from bclab.train.backend import require_tensorflow
+from bclab.train.devices import is_multi_worker, strategy_for
 from bclab.train.models import build_model, make_optimizer, squared_hinge
 from bclab.train.nonfinite import NonFiniteError, first_nonfinite, first_nonfinite_variable
 from bclab.train.plan import prepare_data
@@ -80,15 +81,20 @@ def _val_key(result: EpochResult) -> float:
     return result.val_error if math.isfinite(result.val_error) else math.inf
 
 
-def device_name() -> str:
-    """'GPU: <name>' when TensorFlow sees a GPU, else 'CPU'."""
+def device_name(devices: int = 1) -> str:
+    """'GPU: <name>' when TensorFlow sees a GPU, else 'CPU'; with `devices` > 1, prefixed by the
+    replica count ('2 x CPU (logical devices)', '4 x GPU: <name>')."""
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
-        return "CPU"
-    details = tf.config.experimental.get_device_details(gpus[0])
-    return f"GPU: {details.get('device_name', gpus[0].name)}"
+        name = "CPU" if devices == 1 else "CPU (logical devices)"
+    else:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        name = f"GPU: {details.get('device_name', gpus[0].name)}"
+        if len(gpus) < devices:
+            name = "CPU (logical devices)"
+    return name if devices == 1 else f"{devices} x {name}"
 
 
 class Trainer:
@@ -117,11 +123,17 @@ class Trainer:
         self.config = config
         self.eager = check_flag("eager", eager)
         self.dataset, self.split = prepare_data(config, dataset)
+        self.strategy = strategy_for(config.devices)
         keras.utils.set_random_seed(config.seed)
-        self.model = build_model(config, self.dataset.image_shape, self.dataset.num_classes)
-        self.optimizer = BinaryConnectOptimizer(make_optimizer(config))
-        self.optimizer.build(self.model.trainable_variables)
-        self.device = device_name()
+        with self.strategy.scope():  # variables mirrored over the replicas (one copy for one device)
+            self.model = build_model(config, self.dataset.image_shape, self.dataset.num_classes)
+            self.optimizer = BinaryConnectOptimizer(make_optimizer(config))
+            self.optimizer.build(self.model.trainable_variables)
+        self.device = device_name(config.devices)
+        if is_multi_worker():
+            self.device += (
+                f", one of {self.strategy.num_replicas_in_sync} replicas of a multi-worker cluster (TF_CONFIG)"
+            )
         self.instrumented = InstrumentedStep(
             self.model,
             self.optimizer,
@@ -131,6 +143,7 @@ class Trainer:
             seed=config.seed,
             eager=self.eager,
             jit_compile=config.jit_compile and not self.eager,
+            strategy=self.strategy,
         )
         self.trace = None if config.trace == "off" else self._new_trace()
         self._order_rng = np.random.default_rng(config.seed)
