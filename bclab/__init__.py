@@ -13,7 +13,8 @@ The package is cut by tier, in the order data flows (each tier imports only thos
     train/               models, the instrumented step, Trainer, runner (TensorFlow)
     plots/               trace -> plotly figures (no Keras, no widgets)
     lab/                 the ipywidgets lab
-    cli/                 `bclab train`, `bclab trace`: pre-flight, one error boundary, outputs
+    export/              1-bit export: binary kernels packed to bits, the inference model rebuilt
+    cli/                 `bclab train`, `bclab trace`, `bclab export`: pre-flight, one error boundary, outputs
 
 Names are imported on first use, so `import bclab.trace` or `bclab.plots` never loads
 Keras or TensorFlow.
@@ -49,7 +50,11 @@ _EXPORTS = {
     "Trainer": "bclab.train.trainer",
     "Trace": "bclab.trace.store",
     "Lab": "bclab.lab.app",
+    "LiveTrace": "bclab.lab.live",
     "compare_runs": "bclab.lab.compare",
+    "export_packed": "bclab.export.keras_model",
+    "load_packed": "bclab.export.keras_model",
+    "PackedFileError": "bclab.export.fileformat",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

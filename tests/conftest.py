@@ -33,6 +33,23 @@ def stays(value: Callable[[], object], expected: object, seconds: float) -> bool
     return value() == expected
 
 
+# Markers of tests for one Keras backend (the golden tests of bclab.core run on TensorFlow here and
+# on JAX in the subprocess of tests/test_jax_backend.py).
+_BACKEND_MARKERS = {"tensorflow_only": "tensorflow", "jax_only": "jax"}
+
+
+def pytest_collection_modifyitems(config, items):
+    marked = [(item, backend) for item in items for name, backend in _BACKEND_MARKERS.items() if name in item.keywords]
+    if not marked:
+        return
+    import keras  # already imported by the modules that use these markers
+
+    active = keras.backend.backend()
+    for item, backend in marked:
+        if backend != active:
+            item.add_marker(pytest.mark.skip(reason=f"needs KERAS_BACKEND={backend}; this process runs {active}"))
+
+
 @pytest.fixture(scope="session")
 def digits():
     """The embedded 5,000 MNIST digits (`mnist-5k`), loaded once per session."""

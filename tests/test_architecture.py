@@ -27,8 +27,9 @@ ALLOWED = {
     "train": {"validation", "data", "config", "core", "trace"},
     "plots": {"validation", "atomic", "trace"},
     "lab": {"validation", "atomic", "data", "config", "train", "trace", "plots"},
-    "cli": {"validation", "atomic", "data", "config", "train", "trace"},
-    "__init__": {"core", "config", "data", "train", "trace", "plots", "lab"},
+    "export": {"validation", "atomic", "core"},
+    "cli": {"validation", "atomic", "data", "config", "train", "trace", "export"},
+    "__init__": {"core", "config", "data", "train", "trace", "plots", "lab", "export"},
 }
 # tier -> third-party top-level packages it must never import
 FORBIDDEN = {
@@ -40,6 +41,7 @@ FORBIDDEN = {
     "trace": {"keras", "ipywidgets", "plotly"},  # tensorflow: only inside the TensorBoard export
     "train": {"ipywidgets", "plotly"},
     "plots": {"keras", "tensorflow", "ipywidgets"},
+    "export": {"tensorflow", "ipywidgets", "plotly"},
     "cli": {"ipywidgets", "plotly"},
 }
 

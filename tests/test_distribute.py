@@ -91,6 +91,12 @@ mirrored, _ = fit(strategy_for(2))
 found["fit_max_diff"] = float(np.abs(single.layers[0].kernel.numpy() - mirrored.layers[0].kernel.numpy()).max())
 found["fit_moved"] = float(np.abs(mirrored.layers[0].kernel.numpy() - w0).max())
 
+# LiveTrace records single-device fits only, and says so.
+try:
+    mirrored.fit(np.zeros((4, 784)), np.zeros((4, 10)), batch_size=2, callbacks=[bclab.LiveTrace(show=False)], verbose=0)
+except ValueError as error:
+    found["livetrace_refused"] = str(error)
+
 # 4. More replicas than the started runtime has: a clear error.
 try:
     bclab.Trainer(bclab.RunConfig(devices=4, **{**TINY, "batch_size": 52}))
@@ -137,6 +143,10 @@ def test_stochastic_replicas_share_one_sample_per_step(found):
 def test_fit_under_a_users_strategy_scope(found):
     assert found["fit_moved"] > 1e-3  # it trained
     assert found["fit_max_diff"] < 1e-6
+
+
+def test_livetrace_refuses_a_data_parallel_fit_clearly(found):
+    assert "2 replicas" in found["livetrace_refused"] and "devices=N" in found["livetrace_refused"]
 
 
 def test_more_devices_than_the_runtime_has_is_named(found):

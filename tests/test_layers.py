@@ -7,7 +7,7 @@ import math
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+from backend_support import Compiled, value_and_gradients
 
 from bclab.core.binarize import glorot_H
 from bclab.core.constraints import BinaryKernelClip
@@ -106,13 +106,17 @@ def test_binary_kernel_in_use_inside_a_traced_function_is_the_sample_used():
     layer.build((None, 4))
     eye = np.eye(4, dtype=np.float32)
 
-    @tf.function
     def forward_and_kernel(x):
         return layer(x, training=True), layer.binary_kernel_in_use  # symbolic, read in the same trace
 
+    compiled = Compiled(forward_and_kernel, state=[layer.seed_generator.state])
+    samples = []
     for _ in range(2):  # a fresh sample each call, and the output is made with that sample
-        out, Wb = forward_and_kernel(eye)
-        np.testing.assert_array_equal(out.numpy(), Wb.numpy())
+        out, Wb = compiled(eye)
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(out), keras.ops.convert_to_numpy(Wb))
+        samples.append(keras.ops.convert_to_numpy(Wb))
+    assert not np.array_equal(*samples)  # 64 weights at p = hard_sigmoid(W / 0.5)
+    assert compiled.traces == 1
 
 
 def test_binary_kernel_in_use_at_test_time_and_for_a_plain_layer():
@@ -136,26 +140,24 @@ def test_gradient_wrt_real_kernel_is_dC_dWb(stochastic):
     layer = dense(3, 4, stochastic=stochastic, H=0.5, seed=0)
     layer.kernel.assign(W_SMALL)  # W[3, 0] = 2.0 > H: still gets the full gradient
     upstream = np.array([[1.0, -2.0, 0.0], [0.5, 1.0, 3.0]], np.float32)
-    with tf.GradientTape() as tape:
-        y = layer(X_SMALL, training=True)
-        loss = tf.reduce_sum(y * upstream)
-    grad_W, grad_b = tape.gradient(loss, [layer.kernel, layer.bias])
+    _, (grad_W, grad_b) = value_and_gradients(
+        lambda: (keras.ops.sum(layer(X_SMALL, training=True) * upstream), None), [layer.kernel, layer.bias]
+    )
     # C = sum(upstream * (x @ Wb + b)) -> dC/dWb = x.T @ upstream, dC/db = sum_rows(upstream)
     # e.g. [0, 0] = 1*1 + 3*0.5 = 2.5; [3, 0] = -1*1 + 0*0.5 = -1; [0, 1] = 1*-2 + 3*1 = 1
     expected = X_SMALL.T @ upstream
-    np.testing.assert_array_equal(grad_W.numpy(), expected)
-    assert grad_W.numpy()[3, 0] == -1.0
-    np.testing.assert_array_equal(grad_b.numpy(), upstream.sum(axis=0))
+    np.testing.assert_array_equal(grad_W, expected)
+    assert grad_W[3, 0] == -1.0
+    np.testing.assert_array_equal(grad_b, upstream.sum(axis=0))
 
 
 def test_gradient_of_sum_is_x_transpose_ones():
     layer = dense(3, 4, stochastic=False, H=0.5, use_bias=False)
     layer.kernel.assign(W_SMALL)
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(layer(X_SMALL, training=True))
+    _, (grad,) = value_and_gradients(lambda: (keras.ops.sum(layer(X_SMALL, training=True)), None), [layer.kernel])
     # d sum(x @ Wb) / dWb = x.T @ ones = column sums of x broadcast: [4, 0, 1, -1] per unit
     expected = np.repeat(np.array([[4.0], [0.0], [1.0], [-1.0]], np.float32), 3, axis=1)
-    np.testing.assert_array_equal(tape.gradient(loss, layer.kernel).numpy(), expected)
+    np.testing.assert_array_equal(grad, expected)
 
 
 # --------------------------------------------------------------------------- conv
@@ -420,8 +422,9 @@ def test_numpy_scalars_are_taken_as_the_python_numbers_they_hold():
     # the Python values (the same initial kernel, the same sample), with plain numbers in the config.
     a = dense(np.int64(3), 4, H=np.float64(0.5), W_LR_scale=np.float32(2.0), seed=np.int64(7))
     b = dense(3, 4, H=0.5, W_LR_scale=2.0, seed=7)
-    np.testing.assert_array_equal(a.kernel.numpy(), b.kernel.numpy())
-    np.testing.assert_array_equal(a.binary_kernel(True).numpy(), b.binary_kernel(True).numpy())
+    numpy = keras.ops.convert_to_numpy
+    np.testing.assert_array_equal(numpy(a.kernel), numpy(b.kernel))
+    np.testing.assert_array_equal(numpy(a.binary_kernel(True)), numpy(b.binary_kernel(True)))
     config = a.get_config()
     assert (config["units"], config["H"], config["W_LR_scale"], config["seed"]) == (3, 0.5, 2.0, 7)
     assert [type(config[k]) for k in ("units", "H", "W_LR_scale", "seed")] == [int, float, float, int]

@@ -13,7 +13,7 @@ import logging
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+from backend_support import BACKEND, stateless_step, value_and_gradients
 
 from bclab.core.constraints import BinaryKernelClip
 from bclab.core.layers import BinaryDense, binary_layers
@@ -31,7 +31,16 @@ def kernel_var(values, H, scale):
 
 
 def step(opt, pairs):
-    opt.apply_gradients([(tf.constant(np.asarray(g, f32)), v) for g, v in pairs])
+    opt.apply_gradients([(keras.ops.convert_to_tensor(np.asarray(g, f32)), v) for g, v in pairs])
+
+
+# An optimizer step as `model.fit` takes it on TensorFlow (`apply_gradients`) and, on JAX, also as
+# `stateless_apply` on the variables' values, compiled (Keras refuses that on TensorFlow).
+STEPS = pytest.mark.parametrize(
+    "step",
+    [step, stateless_step] if BACKEND == "jax" else [step],
+    ids=lambda f: "apply_gradients" if f is step else "stateless_apply",
+)
 
 
 def value(v):
@@ -41,7 +50,8 @@ def value(v):
 # --------------------------------------------------------------------------- hand-computed steps
 
 
-def test_sgd_step_is_scaled():
+@STEPS
+def test_sgd_step_is_scaled(step):
     # SGD lr 0.1, W_LR_scale 2, H 1: inner step = -0.1 * g, scaled step = -0.2 * g
     # W = [0.5, -0.2, 0, 0.3, -1e-9], g = [1, -0.5, 2, 0, 1]
     # -> [0.5 - 0.2, -0.2 + 0.1, 0 - 0.4, 0.3 - 0, -1e-9 - 0.2] = [0.3, -0.1, -0.4, 0.3, -0.2]
@@ -52,14 +62,16 @@ def test_sgd_step_is_scaled():
     assert value(W)[3] == f32(0.3)  # zero gradient, zero step: bit-exact
 
 
-def test_scale_one_is_the_plain_step():
+@STEPS
+def test_scale_one_is_the_plain_step(step):
     # W_LR_scale = 1: W - 0.1 * g exactly as the inner SGD computes it
     W = kernel_var([0.5, -0.25, 0.0], H=1.0, scale=1.0)
     step(BinaryConnectOptimizer(keras.optimizers.SGD(0.1)), [([1.0, -0.5, 2.0], W)])
     np.testing.assert_array_equal(value(W), np.array([0.5, -0.25, 0.0], f32) - f32(0.1) * np.array([1, -0.5, 2], f32))
 
 
-def test_scaled_step_crossing_H_is_clipped():
+@STEPS
+def test_scaled_step_crossing_H_is_clipped(step):
     # SGD lr 0.1, scale 2, H 1: 0.9 - 0.2 * (-1) = 1.1 -> 1; -0.95 - 0.2 * 1 = -1.15 -> -1;
     # 0.5 - 0.2 * 1 = 0.3 stays. Clipped values are exactly +-H.
     W = kernel_var([0.9, -0.95, 0.5], H=1.0, scale=2.0)
@@ -68,7 +80,8 @@ def test_scaled_step_crossing_H_is_clipped():
     assert value(W)[2] == pytest.approx(0.3, abs=1e-7)
 
 
-def test_scale_below_one_scales_then_clips():
+@STEPS
+def test_scale_below_one_scales_then_clips(step):
     # SGD lr 0.1, scale 0.25, H 1, W 0.9, g -2: the unscaled W_after = 0.9 + 0.2 = 1.1 > H.
     #   scale then clip (reference): clip(0.9 + 0.25 * 0.2) = 0.95
     #   clip then scale (wrong):     0.9 + 0.25 * (clip(1.1) - 0.9) = 0.925
@@ -87,7 +100,8 @@ def adam_first_step_numpy(W, g, lr, beta_1=0.9, beta_2=0.999, eps=1e-7):
     return W - (m * alpha) / (np.sqrt(v) + f32(eps))
 
 
-def test_adam_first_step_is_scaled_then_clipped():
+@STEPS
+def test_adam_first_step_is_scaled_then_clipped(step):
     # Keras Adam, step 1: m = 0.1 g, v = 0.001 g^2, alpha = lr * sqrt(0.001) / 0.1, so the
     # step is -lr * g / (|g| + 1e-7 / sqrt(0.001)) ~ -lr * sign(g) unless |g| is tiny.
     # With lr 0.01, scale 3, H 0.05: big-|g| entries move by ~0.03, and 0.03 past +-0.05 clips.
@@ -108,7 +122,8 @@ def test_adam_first_step_is_scaled_then_clipped():
     assert 0 < W0[2] - value(W)[2] < 1e-4
 
 
-def test_scale_multiplies_the_step_not_the_gradient():
+@STEPS
+def test_scale_multiplies_the_step_not_the_gradient(step):
     # Adam's first step is ~lr * sign(g): scaling the gradient by 3 would change nothing,
     # scaling the step moves W three times as far.
     W = kernel_var([0.0], H=1.0, scale=3.0)
@@ -136,14 +151,14 @@ def test_bias_and_batchnorm_get_the_plain_step():
     for layer in binary_layers(model):
         layer.bias.assign(np.full(layer.bias.shape, 0.09, f32))  # near H: any step may leave [-H, H]
     before = [value(v) for v in model.trainable_variables]
-    with tf.GradientTape() as tape:
-        loss = 100.0 * keras.ops.mean(keras.losses.squared_hinge(y, model(x, training=True)))
-    grads = tape.gradient(loss, model.trainable_variables)
+    _, grads = value_and_gradients(
+        lambda: (100.0 * keras.ops.mean(keras.losses.squared_hinge(y, model(x, training=True))), None),
+        model.trainable_variables,
+    )
     BinaryConnectOptimizer(keras.optimizers.SGD(1.0)).apply_gradients(zip(grads, model.trainable_variables))
     kernels = {id(layer.kernel) for layer in binary_layers(model)}
     left_range = False
     for v, old, g in zip(model.trainable_variables, before, grads, strict=True):
-        g = g.numpy()
         assert np.any(g != 0), v.path
         if id(v) in kernels:
             np.testing.assert_allclose(
@@ -155,7 +170,8 @@ def test_bias_and_batchnorm_get_the_plain_step():
     assert left_range  # the test would notice a clip applied to non-kernels
 
 
-def test_foreign_constraint_still_applies():
+@STEPS
+def test_foreign_constraint_still_applies(step):
     # A variable with another constraint keeps it: NonNeg clips -0.1 - 0.1 * 1 = -0.2 to 0.
     v = keras.Variable(np.array([-0.1, 0.5], f32))
     v.constraint = keras.constraints.NonNeg()
@@ -166,7 +182,8 @@ def test_foreign_constraint_still_applies():
 # --------------------------------------------------------------------------- other optimizers
 
 
-def test_adamax_two_steps():
+@STEPS
+def test_adamax_two_steps(step):
     # Adamax (reference section 6): m += (g - m)(1 - b1); u = max(b2 u, |g|);
     # W_after = W - lr m / ((1 - b1^t)(u + eps)); then W = clip(W + s (W_after - W), -H, H).
     lr, b1, b2, eps, s, H = 0.02, 0.9, 0.999, 1e-7, 2.5, 0.1
@@ -185,7 +202,8 @@ def test_adamax_two_steps():
     assert int(opt.iterations) == 2
 
 
-def test_sgd_momentum_two_steps():
+@STEPS
+def test_sgd_momentum_two_steps(step):
     # SGD momentum 0.9: mom = 0.9 mom - lr g; W_after = W + mom; W = clip(W + s (W_after - W)).
     # Step 1: mom = -0.1 g1 = [-0.1, 0.1, 0]; W = [0, 0.5, -0.3] + 3 * mom = [-0.3, 0.8, -0.3]
     # Step 2: g2 = [1, 1, 1]: mom = [-0.09 - 0.1, 0.09 - 0.1, -0.1] = [-0.19, -0.01, -0.1]
@@ -256,9 +274,10 @@ def test_fit_applies_the_scaled_step():
     layer = model.layers[0]
     x, y = data(16)
     old_W, old_b = value(layer.kernel), value(layer.bias)
-    with tf.GradientTape() as tape:
-        loss = keras.ops.mean(keras.losses.squared_hinge(y, model(x, training=True)))
-    gW, gb = (g.numpy() for g in tape.gradient(loss, [layer.kernel, layer.bias]))
+    _, (gW, gb) = value_and_gradients(
+        lambda: (keras.ops.mean(keras.losses.squared_hinge(y, model(x, training=True))), None),
+        [layer.kernel, layer.bias],
+    )
     model.compile(optimizer=BinaryConnectOptimizer(keras.optimizers.SGD(0.05)), loss="squared_hinge")
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     # kernel: 4x the SGD step; bias: the plain step. Graph vs eager float32 sums: ~1e-7.
@@ -303,7 +322,8 @@ def test_plain_optimizer_clips_and_warns_scale_not_applied(caplog):
     assert any("W_LR_scale" in m and "not applied" in m and "b1" in m for m in messages), messages
 
 
-def test_plain_optimizer_step_is_unscaled():
+@STEPS
+def test_plain_optimizer_step_is_unscaled(step):
     # Plain SGD lr 0.01, W_LR_scale 10 (ignored), H 1: 0 - 0.01 * 1 = -0.01, not -0.1;
     # 0.995 + 0.01 * 1 -> clipped to 1.
     W = kernel_var([0.0, 0.995], H=1.0, scale=10.0)
@@ -364,8 +384,9 @@ class LiteralSGD(keras.optimizers.SGD):
     """An SGD that BinaryConnectOptimizer does not recognise, so it takes the literal rule."""
 
 
+@STEPS
 @pytest.mark.parametrize(("fast", "literal"), [(keras.optimizers.SGD, LiteralSGD)])
-def test_scaled_learning_rate_path_equals_the_literal_rule(fast, literal):
+def test_scaled_learning_rate_path_equals_the_literal_rule(fast, literal, step):
     # Fast path: the kernel's lr is multiplied by W_LR_scale. Literal path: the step is
     # multiplied after the update. Same value up to float32 rounding, also with momentum.
     rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""The headless entry point: `bclab train` and `bclab trace summary|tensorboard`.
+"""The headless entry point: `bclab train`, `bclab trace summary|tensorboard` and `bclab export`.
 
 `main` is the one error boundary (`bclab.cli.boundary`): a user error is one line on stderr,
 `bclab: error: ...`, naming the flag or file, the value and what is expected (exit 2); an
@@ -17,6 +17,7 @@ import traceback
 
 from bclab.cli.arguments import EXIT_CODES, build_parser, config_from_args
 from bclab.cli.boundary import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, UserError, one_line
+from bclab.train.quiet import hide_tensorflow_startup_lines
 
 __all__ = ["EXIT_CODES", "build_parser", "config_from_args", "main"]
 
@@ -26,14 +27,14 @@ def main(argv: list[str] | None = None) -> int:
 
     A bad flag makes the parser exit (`SystemExit(2)`) after its one line, as argparse does.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    hide_tensorflow_startup_lines()  # TensorFlow's C++ start-up lines, unless TF_CPP_MIN_LOG_LEVEL is set
     logging.basicConfig(level=logging.WARNING, format="bclab: %(message)s")
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False)
     try:
-        from bclab.cli.commands import trace_command, train
+        from bclab.cli.commands import export_command, trace_command, train
 
-        return train(args) if args.command == "train" else trace_command(args)
+        return {"train": train, "trace": trace_command, "export": export_command}[args.command](args)
     except UserError as error:
         if debug:
             traceback.print_exc()

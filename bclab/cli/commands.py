@@ -1,9 +1,9 @@
-"""`bclab train` and `bclab trace summary|tensorboard`.
+"""`bclab train`, `bclab trace summary|tensorboard` and `bclab export`.
 
 `bclab train` checks everything it can before TensorFlow is imported (pre-flight): the flags
 and their combinations (`bclab.cli.arguments`), the output paths (`bclab.cli.paths`), that
-TensorBoard can write when `--tensorboard` is given, and the data with every size the config
-asks of it (`bclab.train.plan`). Then it trains, and writes what was completed when the run ends,
+TensorBoard can write when `--tensorboard` is given, the data with every size the config
+asks of it (`bclab.train.plan`), and that Keras runs on TensorFlow. Then it trains, and writes what was completed when the run ends,
 is interrupted or stops at a NaN/Inf (`bclab.cli.outputs`); exit codes: `EXIT_CODES`.
 """
 
@@ -27,7 +27,7 @@ from bclab.cli.outputs import (
     sigterm_as_interrupt,
     write_outputs,
 )
-from bclab.cli.paths import Outputs, check_outputs, commit, remove_stale, staging_folder
+from bclab.cli.paths import Outputs, check_output_file, check_outputs, commit, remove_stale, staging_folder
 from bclab.config import RunConfig
 from bclab.validation import invalid_value
 
@@ -74,10 +74,21 @@ def preflight(args: argparse.Namespace) -> tuple[RunConfig, Outputs, object]:
     dataset = load_checked_data(config)
     if args.tensorboard:  # last: it imports TensorFlow
         check_tensorboard("--tensorboard", args.tensorboard)
+    check_backend("bclab train")  # last too: it imports Keras, hence TensorFlow
     parents = [path.parent for path in (outputs.out, outputs.trace, outputs.tensorboard) if path is not None]
     for entry in remove_stale(parents):
         logging.getLogger("bclab").info("removed %s, left by a run that was killed", entry)
     return config, outputs, dataset
+
+
+def check_backend(what: str) -> None:
+    """A `UserError` unless Keras runs on TensorFlow (the Trainer and the trace need it)."""
+    from bclab.train.backend import BackendError, require_tensorflow
+
+    try:
+        require_tensorflow(what)
+    except BackendError as error:
+        raise UserError(one_line(error)) from error
 
 
 def _default_out(config: RunConfig) -> str:
@@ -192,6 +203,55 @@ def trace_command(args: argparse.Namespace) -> int:
         shutil.rmtree(folder, ignore_errors=True)
     print(f"bclab: wrote TensorBoard events to {written}")
     return EXIT_OK
+
+
+def export_command(args: argparse.Namespace) -> int:
+    """`bclab export MODEL OUT`: `bclab.export_packed` of a saved model, then both sizes and their ratio."""
+    source = Path(args.model)
+    with user_errors("model", args.model):
+        if not source.is_file():
+            raise invalid_value("model", args.model, f"a model file saved by Keras (.keras); found {_what_is(source)}")
+        target = check_output_file("out", args.out)
+    import keras
+
+    from bclab.export.keras_model import export_packed, stochastic_layers
+
+    with user_errors("model", args.model):
+        model = keras.models.load_model(source, compile=False)
+        stochastic = stochastic_layers(model)
+    if stochastic and not args.as_deterministic:
+        raise UserError(
+            f"model {args.model!r} has stochastic binary layers {stochastic}: at test time they use the "
+            "real-valued W (the reference's semantics), which 1 bit cannot hold; --as-deterministic packs "
+            "H*sign(W) and rebuilds them as deterministic layers (their predictions then differ)"
+        )
+    with sigterm_as_interrupt():
+        folder = staging_folder(target)
+        try:
+            with user_errors("model", args.model):
+                summary = export_packed(model, folder / target.name, as_deterministic=args.as_deterministic)
+            written = commit(folder / target.name, target)
+        except OSError as error:  # the disk: a full disk, a folder removed meanwhile
+            raise UserError(f"writing {str(target)!r} failed: {one_line(error)}") from error
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    print(export_report(summary, source.stat().st_size, source.name, written))
+    return EXIT_OK
+
+
+def export_report(summary, model_bytes: int, model_name: str, written: Path) -> str:
+    """The lines `bclab export` prints: what was packed, both file sizes, the ratios."""
+    converted = f"; packed as deterministic: {list(summary.as_deterministic)}" if summary.as_deterministic else ""
+    return "\n".join(
+        [
+            f"bclab: wrote {written}: {len(summary.packed_layers)} binary kernels at 1 bit per weight "
+            f"({summary.binary_weights:,} weights), {summary.float_values:,} other values as floats{converted}",
+            f"  {model_name:<16} {model_bytes:>14,} bytes",
+            f"  {written.name:<16} {summary.file_bytes:>14,} bytes  ({model_bytes / summary.file_bytes:.1f}x smaller)",
+            f"  {'weights alone':<16} {summary.weights_bytes:>14,} bytes  "
+            f"(model.weights in memory; {summary.weights_ratio:.1f}x the .bclab file)",
+        ]
+    )
 
 
 def _what_is(path: Path) -> str:

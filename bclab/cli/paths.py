@@ -1,4 +1,4 @@
-"""The output paths of `bclab train`: checked before training, staged, committed, cleaned up.
+"""The output paths of `bclab train` (and `bclab export`'s file): checked first, staged, committed, cleaned up.
 
 Rules (one for every output; `bclab train --help` repeats them):
 - `--out` and `--tensorboard` are new or empty folders, `--trace` a new file: nothing that
@@ -55,6 +55,15 @@ def check_outputs(out: str, trace: str | None, tensorboard: str | None, out_flag
         if path is not None:
             _check_writable(flag, path)
     return outputs
+
+
+def check_output_file(flag: str, path: str) -> Path:
+    """A new file's absolute path, after the rules above (ValueError naming `flag`)."""
+    target = _absolute(path)
+    _check_names(flag, target)
+    _check_target(flag, target, folder=False)
+    _check_writable(flag, target)
+    return target
 
 
 def _absolute(path: str | None) -> Path | None:

@@ -2,7 +2,7 @@
 
 Source: MatthieuCourbariaux/BinaryConnect, `binary_connect.py` (`hard_sigmoid`
 and `binarization`), paper arXiv:1511.00363. Written with `keras.ops` only, so it
-runs inside a compiled `tf.function` and on any device.
+runs on any Keras backend and device, inside a compiled function too (`tf.function`, `jax.jit`).
 
 Two departures in form, not in value: rounding compares `W` with a threshold equivalent to the
 reference's divide-add-scale-clip-round (bit for bit, `_rounded`), and sampling draws
@@ -60,6 +60,9 @@ def binarization(W, H, binary=True, deterministic=False, stochastic=False, srng=
         srng: a `keras.random.SeedGenerator` (a fresh sample on every call,
             also inside a compiled function) or an int seed in [0, 2**62) (a stateless draw:
             the same int gives the same sample). `None` uses Keras's global generator.
+            On JAX a function compiled with `jax.jit` must take the generator's `state` in and
+            hand it back, as `model.fit` does for a layer's generator (`stateless_call`);
+            otherwise every call repeats the sample of the trace, and Keras refuses `None` there.
 
     Returns:
         `Wb`: a tensor of `+H`/`-H` values (or `W` when not binarizing); a NaN weight gives
@@ -94,7 +97,7 @@ def _sampled(W, H, srng):
     computed but the draw, one comparison and one select (the reference's form costs four
     more passes over it: divide, add, scale, clip).
 
-    Resolution: TensorFlow's float32 uniform takes 23 random bits, `r = k * 2**-23`, and
+    Resolution: TensorFlow's and JAX's float32 uniforms take 23 random bits, `r = k * 2**-23`, and
     `u = fl(fl(2H * r) - H)`; `P(+H)` is `hard_sigmoid(W / H)` up to one step of that grid and
     one rounding, `|error| <= 2**-22`, and exact at `W = 0` (1/2), at `W >= H` (1) and
     `W <= -H` (0). Draw for draw it is the reference's `r < hard_sigmoid(W / H)` on the same

@@ -64,6 +64,8 @@ class BinaryKernelMixin:
         self.H: float | None = None
         self.W_LR_scale: float = 1.0
         if self.binary and self.stochastic:
+            # The sampler's state is a non-trainable variable of the layer: on JAX `model.fit`
+            # threads it through the compiled step (`stateless_call`), one draw per step.
             # A seed of its own: RandomUniform(seed=s) and SeedGenerator(s) draw the same
             # uniforms, which would make the first sample compare each weight with itself.
             self.seed_generator = keras.random.SeedGenerator(
@@ -117,8 +119,9 @@ class BinaryKernelMixin:
     def binary_kernel_in_use(self):
         """The binary kernel `Wb` the last forward pass used (training or not); None before the first.
 
-        Inside a traced function (a compiled step) this is that trace's symbolic tensor: read it
-        in the same function, after the forward pass, to get the exact sample the step used.
+        Inside a traced function (a compiled step: `tf.function`, `jax.jit`) this is that trace's
+        symbolic tensor: read it in the same function, after the forward pass, to get the exact
+        sample the step used.
         A plain layer (`binary=False`) has none.
         """
         return self._binary_kernel_in_use

@@ -10,8 +10,12 @@ Usage, one line:
 
     model.compile(optimizer=bclab.BinaryConnectOptimizer(keras.optimizers.Adam(1e-3)), ...)
 
-Keras 3 call chain (TensorFlow backend): `train_step` -> `apply_gradients` ->
-`apply` (this class) -> inner `apply` -> `update_step` per variable -> constraints.
+Keras 3 call chain. TensorFlow: `train_step` -> `apply_gradients` -> `apply` (this class) ->
+inner `apply` -> `update_step` per variable -> constraints. JAX: the compiled `train_step` ->
+`stateless_apply(optimizer values, grads, trainable values)` -> `apply(grads)` inside a
+`StatelessScope` that maps this class's `variables` (the inner optimizer's included) and the
+trainable variables to those values -> the same chain; every `assign` lands in the scope, and
+`stateless_apply` hands the new values back. Either way the Python below runs once, at trace time.
 """
 
 from __future__ import annotations
@@ -146,14 +150,13 @@ class BinaryConnectOptimizer(keras.optimizers.Optimizer):
         which then counts each real call once) and restores it on exit (`bclab.core.patching`).
         """
         inner = self.inner_optimizer
-        # The TensorFlow backend passes the backing tf.Variable (`.value`) to update_step.
-        scales = {}
-        for variable, rule in zip(kernels, rules):
-            scales[id(variable)] = scales[id(variable.value)] = rule.W_LR_scale
+        # Keyed as Keras keys its slots (`_var_key`): the TensorFlow backend passes update_step the
+        # backing tf.Variable, or under tf.distribute one replica's copy of it; JAX the Keras variable.
+        scales = {inner._var_key(variable): rule.W_LR_scale for variable, rule in zip(kernels, rules)}
         original = inner.update_step
 
         def update_step(gradient, variable, learning_rate):
-            scale = scales.get(id(variable), 1.0)
+            scale = scales.get(inner._var_key(variable), 1.0)
             original(gradient, variable, learning_rate if scale == 1.0 else learning_rate * scale)
 
         return replaced_attribute(inner, "update_step", update_step)

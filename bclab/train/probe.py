@@ -84,6 +84,14 @@ class FitProbe:
         self.model = check_compiled_model(model)
         if not model.built:
             raise invalid_value("model", model, "a built model: call it on a batch (or fit) first")
+        replicas = model.distribute_strategy.num_replicas_in_sync
+        if replicas > 1:  # its summaries would be one replica's, written from several threads
+            raise invalid_value(
+                "model",
+                model.name,
+                f"a model trained on one device (this one is under a strategy of {replicas} replicas): "
+                "trace a data-parallel run with bclab.Trainer(RunConfig(devices=N))",
+            )
         self.kernel_layers = kernel_layers(model)
         if not self.kernel_layers:
             raise invalid_value("model", model, "a model with at least one trainable layer with a kernel")
