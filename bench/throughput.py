@@ -16,6 +16,8 @@ Groups:
          the same three contenders and path.
   step   the second view: the mlp comparison through one manual compiled train step.
   trace  bclab Trainer.step() with trace "full" / "scalars" vs "off", same config.
+  livetrace  the mlp model (bclab, deterministic) through `model.fit` with bclab.LiveTrace
+         "scalars" / "full" vs plain `fit` (bench/livetrace.py).
   xla    the deterministic mlp comparison again with jit_compile=True and False (automatic
          when TensorFlow sees a GPU; --xla forces it on CPU).
 
@@ -44,6 +46,7 @@ from contenders import (  # noqa: E402
     mnist_batches,
     random_image_batches,
 )
+from livetrace import run_livetrace  # noqa: E402
 from timing import measure, print_group, summarize  # noqa: E402
 
 _common.quiet_tensorflow()
@@ -229,7 +232,9 @@ def parse_args(argv=None):
         help="the path of the mlp, cnn and xla groups: model.fit on a tf.data pipeline (default) or a manual compiled step",
     )
     parser.add_argument(
-        "--groups", default="mlp,cnn,step,trace,xla", help="comma-separated subset of mlp,cnn,step,trace,xla"
+        "--groups",
+        default="mlp,cnn,step,trace,livetrace,xla",
+        help="comma-separated subset of mlp,cnn,step,trace,livetrace,xla",
     )
     parser.add_argument("--xla", action="store_true", help="run the xla group on CPU too (on by default with a GPU)")
     parser.add_argument(
@@ -280,6 +285,9 @@ def run_groups(args, groups: list[str], dataset, gpu: bool) -> dict[str, Any]:
     if "trace" in groups:
         results["trace"] = run_trace(args, dataset)
         print_group(results["trace"])
+    if "livetrace" in groups:
+        results["livetrace"] = run_livetrace(args, dataset)
+        print_group(results["livetrace"])
     if "xla" in groups:
         if gpu or args.xla:
             results["xla"] = run_xla(args, dataset)

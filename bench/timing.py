@@ -17,6 +17,8 @@ TARGETS = {
     "bclab/larq": ">= 1.10",
     "trace full/off": ">= 0.90",
     "trace scalars/off": ">= 0.90",
+    "livetrace scalars/fit": ">= 0.90",
+    "livetrace full/fit": ">= 0.85",
 }
 
 

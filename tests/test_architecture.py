@@ -26,7 +26,7 @@ ALLOWED = {
     "trace": {"validation", "atomic"},
     "train": {"validation", "data", "config", "core", "trace"},
     "plots": {"validation", "atomic", "trace"},
-    "lab": {"validation", "atomic", "data", "config", "train", "trace", "plots"},
+    "lab": {"validation", "atomic", "data", "config", "core", "train", "trace", "plots", "export"},
     "export": {"validation", "atomic", "core"},
     "cli": {"validation", "atomic", "data", "config", "train", "trace", "export"},
     "__init__": {"core", "config", "data", "train", "trace", "plots", "lab", "export"},
@@ -150,3 +150,9 @@ def test_core_loads_no_widgets_or_plots():
 def test_importing_the_package_loads_nothing_heavy():
     loaded = loaded_after("import bclab, bclab.lab, bclab.config, bclab.data")
     assert not loaded & {"tensorflow", "keras", "ipywidgets", "plotly"}
+
+
+def test_the_lab_loads_tensorflow_only_when_a_run_starts():
+    loaded = loaded_after("import bclab\nlab = bclab.Lab()")
+    assert "ipywidgets" in loaded
+    assert not loaded & {"tensorflow", "keras"}

@@ -391,7 +391,7 @@ def test_the_lab_survives_any_exception_from_loading(tmp_path, lab_with_trace, m
         TypeError: "TypeError: odd",
         OSError: "[Errno 5] I/O error",
     }[type(error)]
-    assert f"Trace not loaded from {str(tmp_path / 'x.npz')!r}: {expected}" in status
+    assert f"Trace not loaded from {tmp_path / 'x.npz'}: {expected}" in status  # an absolute path, unquoted
     assert lab.trace is shown
 
 

@@ -81,9 +81,9 @@ def test_the_documented_targets_are_the_ones_the_scripts_hold(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
     import timing
 
-    # bench/README.md lists five labels (bclab/dense, bclab stochastic/dense, bclab/larq, trace full/off,
-    # trace scalars/off).
-    assert len(documented_targets()) == 5
+    # bench/README.md lists seven labels (bclab/dense, bclab stochastic/dense, bclab/larq, trace full/off,
+    # trace scalars/off, livetrace scalars/fit, livetrace full/fit).
+    assert len(documented_targets()) == 7
     assert timing.TARGETS == documented_targets()
 
 
@@ -181,16 +181,20 @@ def _check_group(group: dict) -> None:
 
 def test_throughput_smoke(smoke_runs):
     result = _finish(smoke_runs, "throughput")["results"]
-    assert set(result) == {"mlp", "cnn", "step", "trace", "xla"}
+    assert set(result) == {"mlp", "cnn", "step", "trace", "livetrace", "xla"}
     # The headline groups go through model.fit, the step group through the manual compiled step; both modes each.
     assert "path=fit" in result["mlp"]["description"] and "path=fit" in result["cnn"]["description"]
     assert "path=step" in result["step"]["description"]
     for group in ("mlp", "cnn", "step"):
         assert {"bclab/dense", "bclab stochastic/dense"} <= set(result[group]["ratios"]), group
     assert {"trace full/off", "trace scalars/off"} <= set(result["trace"]["ratios"])
+    # LiveTrace against plain fit, each level over the same plain-fit repetitions.
+    livetrace = result["livetrace"]["ratios"]
+    assert set(livetrace) == {"livetrace scalars/fit", "livetrace full/fit"}
+    assert {r["denominator"] for r in livetrace.values()} == {"model.fit"}
     # Smoke mode forces the XLA group on CPU (XLA contenders only), so its code path runs in CI.
     assert "bclab/dense (XLA)" in result["xla"]["ratios"]
-    for group in ("mlp", "cnn", "step", "trace", "xla"):
+    for group in ("mlp", "cnn", "step", "trace", "livetrace", "xla"):
         _check_group(result[group])
 
 

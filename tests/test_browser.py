@@ -92,7 +92,25 @@ def _run_all_cells(page) -> None:
     raise AssertionError("Run -> Run All Cells did not run the notebook")
 
 
+# The dashboard's parts that must be on screen at 1280 x 800 right after Run All, by position.
+ABOVE_THE_FOLD = """() => {
+    const box = (el) => { const r = el.getBoundingClientRect(); return {top: r.top, bottom: r.bottom, height: r.height}; };
+    const one = (selector) => { const el = document.querySelector(selector); return el ? box(el) : null; };
+    const figures = Array.from(document.querySelectorAll('.bclab-cell')).map(box);
+    return {start: one('.bclab-start'), stop: one('.bclab-stop'), status: one('.bclab-status'),
+            // the notebook's visible bottom: the top of JupyterLab's status bar (the window's, without one)
+            figures: figures, height: (one('#jp-main-statusbar') || {top: window.innerHeight}).top};
+}"""
+
+
+def _on_screen(box, height):
+    return box is not None and box["height"] > 0 and box["top"] >= 0 and box["bottom"] <= height
+
+
 def test_lab_starts_updates_and_stops_in_chromium():
+    """At 1280 x 800 in JupyterLab: Run All, then the buttons, the status line and two views are
+    on screen without scrolling; Start moves the progress and the plots; Stop ends the run and
+    Start becomes New run; Reset then Start trains a new run that the views follow."""
     sync_playwright = _playwright()
     SHOTS.mkdir(parents=True, exist_ok=True)
     committed = (REPO / NOTEBOOK).read_bytes()
@@ -104,8 +122,7 @@ def test_lab_starts_updates_and_stops_in_chromium():
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
             page = None
             try:
-                # JupyterLab 4 renders only the cells in view; a tall viewport keeps the lab whole.
-                page = browser.new_page(viewport={"width": 1500, "height": 2300})
+                page = browser.new_page(viewport={"width": 1280, "height": 800})
                 page.set_default_timeout(60_000)
                 page.goto(server.url(f"lab/tree/{NOTEBOOK}"))
                 page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for(state="visible", timeout=90_000)
@@ -121,22 +138,32 @@ def test_lab_starts_updates_and_stops_in_chromium():
                     state="attached", timeout=60_000
                 )
                 timings["lab rendered"] = time.monotonic() - t0
-                lab.scroll_into_view_if_needed()
+                page.wait_for_timeout(1500)  # the figures' first autosize
+
+                fold = page.evaluate(ABOVE_THE_FOLD)
+                page.screenshot(path=str(SHOTS / "lab_1280x800_after_run_all.png"))
+                for part in ("start", "stop", "status"):
+                    assert _on_screen(fold[part], fold["height"]), (part, fold)
+                visible = [f for f in fold["figures"] if _on_screen(f, fold["height"])]
+                assert len(visible) >= 2, f"fewer than two views on screen after Run All: {fold}"
 
                 def read():
                     return page.evaluate(READ_STATE)
 
                 before = read()
-                page.screenshot(path=str(SHOTS / "before.png"))
-                lab.screenshot(path=str(SHOTS / "lab_before.png"))
                 assert before["points"] is not None, "the scalars view has no plotly graph"
                 assert "state: idle" in before["status"], before
 
-                # 50 epochs (1,750 steps), typed into the form: the run must outlast the Stop click,
-                # which a busy headless Chromium can take tens of seconds to deliver (see below).
+                # 50 epochs (1,750 steps), typed into the (collapsed) settings: the run must outlast
+                # the Stop click, which a busy headless Chromium can take tens of seconds to deliver.
+                page.locator(".bclab-settings .jupyter-widget-Collapse-header, .bclab-settings .p-Collapse-header,"
+                             " .bclab-settings .lm-Collapse-header").first.click()  # fmt: skip
                 epochs = lab.locator(".widget-text", has=page.locator("label", has_text=re.compile("^epochs$")))
                 epochs.locator("input").fill("50")
                 epochs.locator("input").press("Enter")
+                page.screenshot(path=str(SHOTS / "lab_settings_open.png"))
+                page.locator(".bclab-settings .jupyter-widget-Collapse-header, .bclab-settings .p-Collapse-header,"
+                             " .bclab-settings .lm-Collapse-header").first.click()  # fmt: skip
                 page.locator(".bclab-start").click()
                 moved = _poll(
                     read,
@@ -148,10 +175,10 @@ def test_lab_starts_updates_and_stops_in_chromium():
                 )
                 timings["progress and plot moved"] = time.monotonic() - t0
                 assert "state: running" in moved["status"] or "state: building" in moved["status"], moved
-                page.screenshot(path=str(SHOTS / "running.png"))
+                page.screenshot(path=str(SHOTS / "lab_running.png"))
 
-                # While training, the page re-renders six plotly figures up to 4 times a second; with
-                # software rendering on a small machine the click and its message lag by 20-60 s.
+                # While training, the page re-renders six plotly figures once a second; with software
+                # rendering on a small machine the click and its message can lag by 20-60 s.
                 page.locator(".bclab-stop").click(no_wait_after=True, timeout=120_000)
                 timings["stop clicked"] = time.monotonic() - t0
                 stopped = _poll(
@@ -163,18 +190,36 @@ def test_lab_starts_updates_and_stops_in_chromium():
                 timings["stopped"] = time.monotonic() - t0
                 assert "state: stopped" in stopped["status"], f"the run finished before Stop arrived: {stopped}"
                 # The run's last progress message (and redraw) follows the state change: wait
-                # until two reads agree, then nothing may change for 3 s (a run still going
-                # moves the progress bar and the plot at least once a second).
+                # until two reads agree, then nothing may change for 3 s.
                 settled = _settled(read, 60)
                 assert stays(read, settled, 3.0), (settled, read())
                 assert "state: stopped" in settled["status"], settled
                 assert settled["progress"] < 100, settled
-                assert page.locator(".bclab-start").is_enabled(), "Start continues a stopped run"
-                page.screenshot(path=str(SHOTS / "after.png"))
-                lab.screenshot(path=str(SHOTS / "lab_after.png"))
-                page.set_viewport_size({"width": 1280, "height": 800})
-                lab.scroll_into_view_if_needed()
+                assert page.locator(".bclab-start").inner_text().strip() == "New run", "Stop ends the run"
+                assert "New run starts over" in page.locator(".bclab-hint").inner_text()
+                page.screenshot(path=str(SHOTS / "lab_stopped.png"))
+
+                # Move the slider away from the latest step, then Reset and Start: the views follow the new run.
+                page.locator(".bclab-navigation button").first.click()  # one step back: not following
+                _poll(lambda: page.locator(".bclab-position").inner_text(), lambda t: "not following" in t, 60,
+                      "'not following' shown")  # fmt: skip
+                page.screenshot(path=str(SHOTS / "lab_not_following.png"))
+                page.locator(".bclab-reset").click()
+                _poll(read, lambda s: "state: idle" in s["status"], 60, "state 'idle' after Reset")
+                page.locator(".bclab-start").click()
+                _poll(read, lambda s: "state: running" in s["status"] and (s["points"] or 0) > 20, 120,
+                      "the new run drawn")  # fmt: skip
+                position = page.locator(".bclab-position").inner_text()
+                assert "following the run" in position and "not following" not in position, position
+                page.screenshot(path=str(SHOTS / "lab_new_run_followed.png"))
+                page.locator(".bclab-stop").click(no_wait_after=True, timeout=120_000)
+                _poll(read, lambda s: "state: stopped" in s["status"], 150, "the new run stopped")
+                _settled(read, 60)
                 page.screenshot(path=str(SHOTS / "lab_1280x800.png"))
+                for name in ("scalars", "timeline", "grads"):  # the views below the fold, as a user scrolls
+                    page.locator(f".bclab-fig-{name}").first.scroll_into_view_if_needed()
+                    page.wait_for_timeout(500)
+                    page.screenshot(path=str(SHOTS / f"lab_view_{name}.png"))
             except BaseException:
                 if page is not None:
                     page.screenshot(path=str(SHOTS / "failure.png"))

@@ -18,6 +18,7 @@ nbclient = pytest.importorskip("nbclient", reason="nbclient missing: pip install
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 EXPECTED = {"lab.ipynb", "when_does_the_update_run.ipynb", "deterministic_vs_stochastic.ipynb", "paper_recipe.ipynb"}
+EXPECTED |= {"port_from_theano.ipynb"}
 QUICK_SWITCH = 'QUICK = os.environ.get("BCLAB_QUICK", "1") == "1"'
 CELL_TIMEOUT_S = 300
 

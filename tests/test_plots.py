@@ -77,9 +77,9 @@ def trace():
 
 MAKERS = {  # view -> (make, update, number of traces)
     "weights": (plots.make_weights_figure, plots.update_weights, 2),
-    "hard_sigmoid": (plots.make_hard_sigmoid_figure, plots.update_hard_sigmoid, 3),
-    "scalars": (plots.make_scalars_figure, plots.update_scalars, 6),
-    "timeline": (plots.make_timeline_figure, plots.update_timeline, 3),
+    "hard_sigmoid": (plots.make_hard_sigmoid_figure, plots.update_hard_sigmoid, 5),
+    "scalars": (plots.make_scalars_figure, plots.update_scalars, 8),
+    "timeline": (plots.make_timeline_figure, plots.update_timeline, 2),
     "trajectories": (plots.make_trajectories_figure, plots.update_trajectories, 10),
     "grads": (plots.make_grads_figure, plots.update_grads, 2),
 }
@@ -92,9 +92,9 @@ def test_the_package_exports_each_view_pair_and_only_names_it_has():
         assert {make.__name__, update.__name__} <= set(plots.__all__)
 
 
-def assert_bars(bar, trace, kind, layer, step):
+def assert_bars(bar, trace, kind, layer, step, fractions=False):
     edges, counts = trace.histogram(kind, layer, step)
-    np.testing.assert_array_equal(bar.y, counts)
+    np.testing.assert_allclose(bar.y, counts / counts.sum() if fractions else counts, rtol=1e-12)
     if kind in ("grad", "update"):  # symmetric-log bins: drawn one unit wide at their index
         np.testing.assert_array_equal(bar.x, np.arange(len(counts)) + 0.5)
         np.testing.assert_array_equal(bar.width, np.ones(len(counts)))
@@ -131,16 +131,20 @@ def test_weights_show_exact_counts_clip_bounds_and_binary_counts(trace):
     fig = plots.make_weights_figure(trace)
     for layer, h in zip(trace.layer_names, H, strict=False):
         plots.update_weights(fig, trace, layer, 20)
-        assert_bars(fig.data[0], trace, "real", layer, 20)
+        assert_bars(fig.data[0], trace, "real", layer, 20, fractions=True)  # of the histogram's sample
         assert (fig.layout.shapes[0].x0, fig.layout.shapes[0].x1) == (-h, -h)
         assert (fig.layout.shapes[1].x0, fig.layout.shapes[1].x1) == (h, h)
         plus, minus = trace.binary_counts(layer, 20)
-        assert list(fig.data[1].x) == ["-H", "+H"] and list(fig.data[1].y) == [minus, plus]
+        assert list(fig.data[1].x) == ["-H", "+H"] and list(fig.data[1].y) == [minus / 128, plus / 128]  # of all
+        sampled = int(trace.histogram("real", layer, 20)[1].sum())
+        assert fig.layout.yaxis.title.text == f"fraction of {sampled:,} of 128"  # each population named
+        assert fig.layout.xaxis2.title.text == "all 128" and fig.layout.title.text.endswith(f"(H = {h:g})")
+        assert not fig.layout.annotations[2].visible  # a binary layer: no float note
 
 
 def test_weights_default_to_first_layer_and_latest_step(trace):
     fig = plots.make_weights_figure(trace)
-    assert_bars(fig.data[0], trace, "real", "binary_dense_0", N_STEPS - 1)
+    assert_bars(fig.data[0], trace, "real", "binary_dense_0", N_STEPS - 1, fractions=True)
     assert "step 49" in fig.layout.title.text
 
 
@@ -169,7 +173,16 @@ def test_hard_sigmoid_curve_markers_and_p_histogram(trace):
     np.testing.assert_array_equal(fig.data[1].y, sample["p"])
     assert fig.data[1].x[0] == 0 and fig.data[1].y[0] == 0.5  # the exact zero sits mid-curve
     np.testing.assert_allclose(fig.data[1].y, plots.hard_sigmoid(np.asarray(fig.data[1].x) / h), atol=1e-7)
-    assert_bars(fig.data[2], trace, "prob", "binary_dense_1", 30)
+    assert_bars(fig.data[4], trace, "prob", "binary_dense_1", 30, fractions=True)
+    # The draw: each tracked weight in the +H row (data[2]) or the -H row (data[3]) by its Wb.
+    up = sample["Wb"] > 0
+    np.testing.assert_array_equal(fig.data[2].x, sample["W"][up])
+    np.testing.assert_array_equal(fig.data[3].x, sample["W"][~up])
+    assert set(fig.data[2].y) == {1.15} and set(fig.data[3].y) == {-0.15}
+    note = fig.layout.annotations[2].text
+    assert note.startswith("stochastic:") and f"{up.sum()} of {K} drew +H" in note
+    plots.update_hard_sigmoid(fig, trace, "binary_dense_0", 30)  # deterministic layer
+    assert fig.layout.annotations[2].text.startswith("deterministic: +H where W ≥ 0")
 
 
 def test_hard_sigmoid_markers_compute_p_when_only_w_was_recorded():
@@ -178,7 +191,8 @@ def test_hard_sigmoid_markers_compute_p_when_only_w_was_recorded():
     trace.append({"step": 0, "layers": {"binary_dense_0": {"sample": {"W": w}}}})
     fig = plots.make_hard_sigmoid_figure(trace)
     np.testing.assert_array_equal(fig.data[1].y, [0.0, 0.0, 0.5, 0.75])  # (w + 1) / 2, clipped
-    assert len(fig.data[2].y) == 0  # no "prob" histogram in that record
+    assert len(fig.data[2].y) == len(fig.data[3].y) == 0  # no Wb recorded: no draw drawn
+    assert len(fig.data[4].y) == 0  # no "prob" histogram in that record
 
 
 def test_hard_sigmoid_is_the_papers_rule():
@@ -222,17 +236,37 @@ def test_long_scalar_lines_are_downsampled():
 def test_timeline_highlights_the_update_phase_and_shows_counters(trace):
     fig = plots.make_timeline_figure(trace, None, 10)
     assert list(fig.data[0].y) == ["forward", "backward", "constraint"]
+    assert list(fig.data[0].text) == ["forward", "backward", "constraint"]  # names beside the bars
     np.testing.assert_allclose(fig.data[0].base, [0.0, 2.0, 6.0])  # seconds -> ms
     np.testing.assert_allclose(fig.data[0].x, [2.0, 3.0, 0.5])
     assert list(fig.data[1].y) == ["optimizer.apply_gradients"]
-    assert list(fig.data[1].hovertext) == ["Adam"]
+    assert "Adam" in fig.data[1].hovertext[0]
     assert fig.data[1].marker.color != fig.data[0].marker.color
-    label = fig.layout.annotations[2]
+    notes = fig.layout.annotations
+    assert [n.text for n in notes[:3]] == ["<b>2</b>", "–", "<b>11</b>"]  # the third counter is not in this trace
+    assert notes[3].text.startswith("step's Python ran") and notes[5].text.startswith("steps ran")
+    label = notes[7]
     assert label.visible and label.text == plots.UPDATE_LABEL
-    assert label.y == "optimizer.apply_gradients" and label.x == pytest.approx(6.0)
-    assert list(fig.data[2].x) == ["python_traces", "compiled_runs"]
-    assert list(fig.data[2].y) == [2, 11]
+    assert label.y == "optimizer.apply_gradients" and label.x == pytest.approx(5.0)
     assert list(fig.layout.yaxis.categoryarray) == ["forward", "backward", "optimizer.apply_gradients", "constraint"]
+
+
+def test_timeline_groups_per_variable_update_calls_and_keeps_them_visible():
+    events = [{"phase": "enter step function", "start": 0.0, "duration": 0.010, "detail": "compiled"}]
+    events += [
+        {"phase": f"Adam.update_step model/v{i}", "start": 0.0100 + 1e-7 * i, "duration": 1e-7, "detail": ""}
+        for i in range(16)
+    ]
+    rows = plots.group_phases(events)
+    assert [r["phase"] for r in rows] == ["enter step function", "Adam.update_step × 16 (per variable)"]
+    assert rows[1]["count"] == 16 and "model/v15" in rows[1]["detail"]
+    trace = make_trace(1)
+    counters = {"python_traces": 1, "python_update_step_calls": 16, "compiled_runs": 350}
+    trace.append({"step": 349, "events": events, "counters": counters})
+    fig = plots.make_timeline_figure(trace)
+    assert fig.data[1].x[0] >= plots.timeline.MIN_WIDTH * 10.0 * 0.999  # visible: >= 1% of the 10 ms step
+    assert [n.text for n in fig.layout.annotations[:3]] == ["<b>1</b>", "<b>16</b>", "<b>350</b>"]
+    assert "16× while tracing" in fig.layout.annotations[6].text and "all 350 steps" in fig.layout.annotations[6].text
 
 
 @pytest.mark.parametrize(
@@ -291,7 +325,7 @@ def test_updates_work_on_a_figure_widget(trace):
         assert len(widget.data) == n, view
     widget = go.FigureWidget(plots.make_weights_figure())
     plots.update_weights(widget, trace, "binary_dense_1", 30)
-    assert_bars(widget.data[0], trace, "real", "binary_dense_1", 30)
+    assert_bars(widget.data[0], trace, "real", "binary_dense_1", 30, fractions=True)
     assert widget.layout.shapes[1].x0 == H[1]
 
 

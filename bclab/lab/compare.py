@@ -69,7 +69,10 @@ class Comparison(widgets.VBox):
         layer = next(iter(self.traces.values())).layer_names[0]
         self._layers = {s: None if is_model_level(s) else layer for s in scalars}
         self.figures = {
-            s: go.FigureWidget(plots.make_comparison_figure(self.traces, s, self._layers[s])) for s in scalars
+            s: go.FigureWidget(
+                plots.make_comparison_figure(self.traces, s, self._layers[s]).update_layout(autosize=True)
+            )
+            for s in scalars
         }
         self.progress = widgets.IntProgress(value=0, min=0, max=1, description="progress")
         self.status = widgets.HTML()
@@ -77,11 +80,12 @@ class Comparison(widgets.VBox):
             [
                 self.progress,
                 self.status,
-                widgets.HBox(
-                    [
-                        widgets.Box([fig], layout={"width": f"{100 / len(scalars):.0f}%"})
-                        for fig in self.figures.values()
-                    ]
+                widgets.GridBox(  # as many columns as fit at 360 px; each figure fills its cell (autosize)
+                    [widgets.VBox([fig], layout={"min_width": "0"}) for fig in self.figures.values()],
+                    layout={
+                        "grid_template_columns": "repeat(auto-fit, minmax(min(360px, 100%), 1fr))",
+                        "width": "100%",
+                    },
                 ),
             ]
         )

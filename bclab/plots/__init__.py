@@ -33,14 +33,23 @@ from bclab.plots.series import (
     update_scalars,
     update_trajectories,
 )
-from bclab.plots.timeline import UPDATE_LABEL, is_update_phase, make_timeline_figure, update_timeline
+from bclab.plots.timeline import (
+    COUNTER_WORDS,
+    UPDATE_LABEL,
+    group_phases,
+    is_update_phase,
+    make_timeline_figure,
+    update_timeline,
+)
 
 __all__ = [
+    "COUNTER_WORDS",
     "MAX_POINTS",
     "SCALAR_PANELS",
     "UPDATE_LABEL",
     "downsample",
     "figures_to_html",
+    "group_phases",
     "hard_sigmoid",
     "is_update_phase",
     "make_comparison_figure",

@@ -6,7 +6,7 @@ Every line is downsampled to `MAX_POINTS` (see `bclab.plots.common.downsample`).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -40,45 +40,67 @@ _SAMPLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # trace -> (k
 
 # ---------------------------------------------------------------------------- scalars
 
+HEIGHT = 300  # every view's height in px; the width follows its container (autosize)
+GREEN_DARK = "#2ca02c"
 
-def make_scalars_figure(trace: Trace | None = None, layer: str | None = None, step: int | None = None) -> go.Figure:
-    """A 2 x 3 grid of per-step lines, in `SCALAR_PANELS` order.
 
-    fig.data: [0] loss, [1] accuracy (model level), [2] grad_norm, [3] update_norm,
-    [4] flip_ratio, [5] clipped_fraction (of the layer).
-    fig.layout.shapes: [i] the selected-step line in panel i (same order as fig.data).
+def make_scalars_figure(
+    trace: Trace | None = None,
+    layer: str | None = None,
+    step: int | None = None,
+    validation: Sequence[tuple[int, float, float]] | None = None,
+) -> go.Figure:
+    """A 2 x 3 grid of per-step lines, in `SCALAR_PANELS` order, with the validation results.
+
+    fig.data: [0] loss, [1] accuracy (model level, per training batch), [2] grad_norm,
+    [3] update_norm, [4] flip_ratio, [5] clipped_fraction (of the layer); [6] validation loss
+    and [7] validation accuracy at each epoch's end (markers; see `update_scalars`).
+    fig.layout.shapes: [i] the selected-step line in panel i (i < 6, same order as fig.data).
     """
-    fig = make_subplots(
-        rows=2,
-        cols=3,
-        subplot_titles=[title for title, _, _ in SCALAR_PANELS],
-        horizontal_spacing=0.07,
-        vertical_spacing=0.15,
-    )
+    titles = [
+        "loss (batch ─, validation ●)" if name == LOSS else "accuracy (batch ─, val. ●)" if name == ACCURACY else title
+        for title, name, _ in SCALAR_PANELS
+    ]
+    fig = make_subplots(rows=2, cols=3, subplot_titles=titles, horizontal_spacing=0.08, vertical_spacing=0.2)
     for i, (title, _, _) in enumerate(SCALAR_PANELS):
         row, col = divmod(i, 3)
         fig.add_scatter(name=title, mode="lines", line_color=BLUE, row=row + 1, col=col + 1)
     for i in range(len(SCALAR_PANELS)):
         vline(fig, None, row=i // 3 + 1, col=i % 3 + 1)
-    fig.update_layout(showlegend=False, title_text="scalars", margin={"t": 60})
-    update_scalars(fig, trace, layer, step)
+    for col, name in ((1, "validation loss"), (2, "validation accuracy")):
+        fig.add_scatter(
+            name=name, mode="lines+markers", line={"color": GREEN_DARK, "width": 1}, marker={"size": 7}, row=1, col=col
+        )
+    fig.update_layout(showlegend=False, title_text="scalars", height=HEIGHT, margin={"t": 70, "r": 10, "b": 30})
+    fig.update_annotations(font_size=12)
+    update_scalars(fig, trace, layer, step, validation)
     return fig
 
 
-def update_scalars(fig: go.Figure, trace: Trace | None, layer: str | None = None, step: int | None = None) -> None:
-    """Writes each panel's line and moves the marker to `step` (default: the last step)."""
+def update_scalars(
+    fig: go.Figure,
+    trace: Trace | None,
+    layer: str | None = None,
+    step: int | None = None,
+    validation: Sequence[tuple[int, float, float]] | None = None,
+) -> None:
+    """Writes each panel's line and moves the marker to `step` (default: the last step).
+
+    `validation`: (step, loss, accuracy) at each epoch's end, e.g. from a Trainer's history
+    (None or empty: no validation points; a loaded trace has none).
+    """
     info = layer_info(trace, layer)
     lines = []
     for _, name, model_level in SCALAR_PANELS:
         found = None if trace is None else lookup(trace.scalars, name, None if model_level else info.name)
         lines.append((EMPTY, EMPTY) if found is None else downsample(*found))
     marker = None if trace is None else (trace.last_step if step is None else step)
-    write(
-        fig,
-        {i: {"x": x, "y": y} for i, (x, y) in enumerate(lines)},
-        {"title.text": "scalars" + ("" if info is None else f": {info.name}")},
-        vlines=[marker] * len(lines),
-    )
+    points = list(validation or []) if trace is not None else []
+    data = {i: {"x": x, "y": y} for i, (x, y) in enumerate(lines)}
+    data[6] = {"x": [p[0] for p in points], "y": [p[1] for p in points]}
+    data[7] = {"x": [p[0] for p in points], "y": [p[2] for p in points]}
+    title = "per step · loss, accuracy: the model" + ("" if info is None else f" · the rest: layer {info.name}")
+    write(fig, data, {"title.text": title}, vlines=[marker] * len(lines))
 
 
 # ---------------------------------------------------------------------------- trajectories
@@ -126,7 +148,14 @@ def make_trajectories_figure(
         showarrow=False,
         visible=False,
     )
-    fig.update_layout(title_text="trajectories", xaxis_title="step", yaxis_title="weight")
+    fig.update_layout(
+        title_text="trajectories",
+        xaxis_title="step",
+        yaxis_title="weight",
+        height=HEIGHT,
+        margin={"t": 60, "r": 10},
+        legend={"font": {"size": 10}},
+    )
     update_trajectories(fig, trace, layer, step)
     return fig
 
@@ -162,7 +191,13 @@ def make_comparison_figure(
     for i, name in enumerate(traces):
         fig.add_scatter(name=str(name), mode="lines", line_color=PALETTE[i % len(PALETTE)])
     vline(fig, None)
-    fig.update_layout(xaxis_title="step", yaxis_title=scalar)
+    fig.update_layout(
+        xaxis_title="step",
+        yaxis_title=scalar,
+        height=HEIGHT,
+        margin={"t": 80, "r": 10},
+        legend={"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom"},
+    )
     update_comparison(fig, traces, scalar, layer, step)
     return fig
 

@@ -34,7 +34,7 @@ from bclab.trace.progress import Progress
 from bclab.trace.records import RecordChecker, validate_bin_edges
 from bclab.trace.schema import KINDS, MODEL_SCOPE, SAMPLE_FIELDS
 from bclab.trace.statecheck import InconsistentStateError, check_state, inconsistent
-from bclab.trace.summary import format_summary
+from bclab.trace.summary import format_repr, format_summary
 from bclab.trace.tables import HeavyTable, ScalarTable, TraceLookupError, lookup_error
 from bclab.validation import check_int, invalid_value
 
@@ -291,6 +291,9 @@ class Trace:
         """Bytes held: all array buffers, plus an estimate for the event lists."""
         with self._lock:
             return self._heavy.nbytes() + self._scalars.nbytes()
+
+    def __repr__(self) -> str:
+        return format_repr(self)  # one line: steps, layers, last loss, size (`bclab.trace.summary`)
 
     def summary(self) -> str:
         """A readable multi-line summary (steps, layers, loss, counters, thinning, memory).

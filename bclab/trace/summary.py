@@ -58,3 +58,16 @@ def _binary_counts(trace: Trace, layer: str, step: int | None) -> str:
     except LookupError:  # none recorded there, or thinned away since `step` was read
         return "-"
     return f"+H {plus} / -H {minus}"
+
+
+def format_repr(trace: Trace) -> str:
+    """`repr(trace)`: "<bclab Trace: 350 steps (last step 349); layers dense_1, ...; last loss 0.2;
+    12.3 MiB; .summary() for more>"."""
+    last = trace.last_step
+    parts = [f"{len(trace)} steps" + ("" if last is None else f" (last step {last})")]
+    parts.append(f"layers {', '.join(trace.layer_names)}")
+    losses = trace.scalars(LOSS)[1] if last is not None and LOSS in trace.scalar_names() else ()
+    if len(losses):
+        parts.append(f"last loss {float(losses[-1]):.4g}")
+    parts.append(f"{trace.memory_bytes() / 2**20:.1f} MiB; .summary() for more")
+    return f"<bclab Trace: {'; '.join(parts)}>"

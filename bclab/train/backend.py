@@ -7,8 +7,6 @@ variables, so they check the backend first and say what to do instead of failing
 
 from __future__ import annotations
 
-import keras
-
 
 class BackendError(RuntimeError):
     """Raised when a TensorFlow-only part of bclab runs on another Keras backend."""
@@ -16,6 +14,8 @@ class BackendError(RuntimeError):
 
 def require_tensorflow(what: str) -> None:
     """Raise `BackendError` naming `what` unless `keras.backend.backend()` is "tensorflow"."""
+    import keras  # here, not at the top: the lab imports this module and loads Keras only on Start
+
     backend = keras.backend.backend()
     if backend != "tensorflow":
         raise BackendError(

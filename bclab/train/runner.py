@@ -164,8 +164,8 @@ class BackgroundRun:
         return True
 
     def reset(self, timeout: float | None = WAIT_S) -> None:
-        """Stops, waits for the worker and drops the Trainer; the next start builds a new one
-        with whatever `make_trainer` makes then.
+        """Stops, waits for the worker and drops the Trainer (calling its `close()` if it has
+        one); the next start builds a new one with whatever `make_trainer` makes then.
 
         Blocks for at most one step (or a build), and at most `timeout` seconds (None: no
         limit): then `TimeoutError`, with the run still asked to stop. From the worker's own
@@ -180,10 +180,14 @@ class BackgroundRun:
             while self._busy:  # a start from another thread may launch again while we wait
                 self._goal = "stop"
                 self._wait_locked(deadline, f"The run did not stop within {timeout} s; call reset() again to wait on.")
-            thread = self._thread  # kept: the next launch joins it too
+            thread, trainer = self._thread, self._trainer  # the thread is kept: the next launch joins it too
             self._trainer, self._error, self._goal = None, None, None
             self._state = "idle"
         _join(thread, deadline)  # it has run its last statement: this is its exit
+        close = getattr(trainer, "close", None)  # e.g. a ModelRun takes its probe off the user's model
+        if callable(close):
+            self._call(lambda _: close(), None)
+        del trainer
         self._emit_state("idle")
 
     def wait(self, timeout: float | None = None) -> bool:
