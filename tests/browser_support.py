@@ -1,6 +1,7 @@
 """A JupyterLab server for the real-browser test: started on 127.0.0.1 with a random free port
 and token, a throw-away settings dir that starts kernels without asking and silences news, and
 a clean shutdown (REST shutdown, then terminate, then kill the server's own process group).
+`voila_app` does the same for a notebook served as a Voila app.
 """
 
 from __future__ import annotations
@@ -142,5 +143,66 @@ def _stop(server: LabServer) -> None:
                 process.kill()
                 process.wait(timeout=10)
     # Kernels the server started live in its process group (start_new_session above).
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def voila_app(notebook: Path, env: dict[str, str] | None = None, start_timeout: float = 60.0) -> Iterator[LabServer]:
+    """Runs `voila <notebook>` on 127.0.0.1 (random free port and token, a throw-away runtime dir);
+    yields once it answers, stops it on exit. Voila executes the notebook when the page is opened,
+    so readiness is checked on a static file, not on the page."""
+    work = Path(tempfile.mkdtemp(prefix="bclab-voila-"))
+    port, token = free_port(), secrets.token_hex(16)
+    command = [
+        sys.executable,
+        "-m",
+        "voila",
+        str(notebook),
+        "--no-browser",
+        f"--port={port}",
+        "--Voila.ip=127.0.0.1",
+        "--Voila.port_retries=0",
+        f"--token={token}",
+    ]  # Voila's own server has no root check, so no --allow-root
+    server_env = dict(os.environ, **(env or {}))
+    server_env.update(JUPYTER_RUNTIME_DIR=str(work / "runtime"))
+    log_path = work / "voila.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command, cwd=work, env=server_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    server = LabServer(process, port, token, log_path)
+    try:
+        deadline = time.monotonic() + start_timeout
+        while not _answers(server.url("voila/static/voila.js")):
+            if process.poll() is not None:
+                raise RuntimeError(f"voila exited with {process.returncode}:\n{server.log()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"voila did not answer within {start_timeout:.0f} s:\n{server.log()[-3000:]}")
+            time.sleep(0.5)
+        yield server
+    finally:
+        _terminate(process)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _terminate(process: subprocess.Popen) -> None:
+    """SIGTERM (Voila then shuts its kernels down), kill if it hangs, then the process group."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
