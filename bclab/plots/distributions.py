@@ -146,9 +146,9 @@ def make_hard_sigmoid_figure(
         name="drew -H", mode="markers", marker={"color": RED, "size": 6, "symbol": "line-ns-open"}, row=1, col=1
     )
     fig.add_bar(name="p", marker_color=BLUE, row=1, col=2)
-    fig.add_annotation(text="", xref="paper", yref="paper", x=0, y=-0.32, showarrow=False, xanchor="left")
+    fig.add_annotation(text="", xref="paper", yref="paper", x=0, y=-0.42, showarrow=False, xanchor="left")
     fig.update_layout(
-        showlegend=False, bargap=0, title_text="hard sigmoid", height=HEIGHT, margin={"t": 60, "b": 80, "r": 10}
+        showlegend=False, bargap=0, title_text="hard sigmoid", height=HEIGHT, margin={"t": 60, "b": 95, "r": 10}
     )
     fig.update_xaxes(title_text="W", row=1, col=1)
     fig.update_yaxes(
