@@ -206,3 +206,49 @@ def _terminate(process: subprocess.Popen) -> None:
             process.wait(timeout=10)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
+
+
+# ----- helpers the browser tests share: launch, polling the busy page, positions -----
+
+
+def playwright_or_skip():
+    """Playwright's `sync_playwright`, or skip the test naming what is missing."""
+    import pytest
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium not installed: apt-get install chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright (python) not installed: pip install playwright")
+    return sync_playwright
+
+
+def poll(read, predicate, timeout: float, what: str, interval: float = 0.5):
+    """Reads until `predicate(value)` holds (every `interval` s: each read runs script in the
+    busy page); returns that value."""
+    deadline = time.monotonic() + timeout
+    value = read()
+    while not predicate(value):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout:.0f} s; last state: {value}")
+        time.sleep(interval)
+        value = read()
+    return value
+
+
+def settled(read, timeout: float, interval: float = 0.5):
+    """The first value two reads `interval` s apart agree on: messages still in flight have arrived."""
+    deadline = time.monotonic() + timeout
+    previous, value = None, read()
+    while value != previous:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the page did not settle within {timeout:.0f} s; last state: {value}")
+        time.sleep(interval)
+        previous, value = value, read()
+    return value
+
+
+def on_screen(box, height) -> bool:
+    """An element's box (top, bottom, height) lies wholly within the visible `height`."""
+    return box is not None and box["height"] > 0 and box["top"] >= 0 and box["bottom"] <= height

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS, jupyter_lab
+from browser_support import CHROMIUM, CHROMIUM_ARGS, jupyter_lab, on_screen, playwright_or_skip, poll, settled
 from conftest import stays
 
 pytestmark = pytest.mark.browser
@@ -35,45 +35,10 @@ READ_STATE = """() => {
 }"""
 
 
-def _playwright():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium not installed: apt-get install chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("playwright (python) not installed: pip install playwright")
-    return sync_playwright
-
-
 try:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
-except ImportError:  # the test skips in _playwright()
+except ImportError:  # the test skips in playwright_or_skip()
     PlaywrightTimeout = TimeoutError
-
-
-def _poll(read, predicate, timeout: float, what: str, interval: float = 0.5):
-    """Reads until `predicate(value)` holds (every `interval` s: each read runs script in the
-    busy page); returns that value."""
-    deadline = time.monotonic() + timeout
-    value = read()
-    while not predicate(value):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout:.0f} s; last state: {value}")
-        time.sleep(interval)
-        value = read()
-    return value
-
-
-def _settled(read, timeout: float, interval: float = 0.5):
-    """The first value two reads `interval` s apart agree on: messages still in flight have arrived."""
-    deadline = time.monotonic() + timeout
-    previous, value = None, read()
-    while value != previous:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the page did not settle within {timeout:.0f} s; last state: {value}")
-        time.sleep(interval)
-        previous, value = value, read()
-    return value
 
 
 def _run_all_cells(page) -> None:
@@ -103,15 +68,11 @@ ABOVE_THE_FOLD = """() => {
 }"""
 
 
-def _on_screen(box, height):
-    return box is not None and box["height"] > 0 and box["top"] >= 0 and box["bottom"] <= height
-
-
 def test_lab_starts_updates_and_stops_in_chromium():
     """At 1280 x 800 in JupyterLab: Run All, then the buttons, the status line and two views are
     on screen without scrolling; Start moves the progress and the plots; Stop ends the run and
     Start becomes New run; Reset then Start trains a new run that the views follow."""
-    sync_playwright = _playwright()
+    sync_playwright = playwright_or_skip()
     SHOTS.mkdir(parents=True, exist_ok=True)
     committed = (REPO / NOTEBOOK).read_bytes()
     timings: dict[str, float] = {}
@@ -143,8 +104,8 @@ def test_lab_starts_updates_and_stops_in_chromium():
                 fold = page.evaluate(ABOVE_THE_FOLD)
                 page.screenshot(path=str(SHOTS / "lab_1280x800_after_run_all.png"))
                 for part in ("start", "stop", "status"):
-                    assert _on_screen(fold[part], fold["height"]), (part, fold)
-                visible = [f for f in fold["figures"] if _on_screen(f, fold["height"])]
+                    assert on_screen(fold[part], fold["height"]), (part, fold)
+                visible = [f for f in fold["figures"] if on_screen(f, fold["height"])]
                 assert len(visible) >= 2, f"fewer than two views on screen after Run All: {fold}"
 
                 def read():
@@ -165,7 +126,7 @@ def test_lab_starts_updates_and_stops_in_chromium():
                 page.locator(".bclab-settings .jupyter-widget-Collapse-header, .bclab-settings .p-Collapse-header,"
                              " .bclab-settings .lm-Collapse-header").first.click()  # fmt: skip
                 page.locator(".bclab-start").click()
-                moved = _poll(
+                moved = poll(
                     read,
                     lambda s: (
                         s["progress"] and s["progress"] > (before["progress"] or 0) and s["points"] > before["points"]
@@ -181,7 +142,7 @@ def test_lab_starts_updates_and_stops_in_chromium():
                 # rendering on a small machine the click and its message can lag by 20-60 s.
                 page.locator(".bclab-stop").click(no_wait_after=True, timeout=120_000)
                 timings["stop clicked"] = time.monotonic() - t0
-                stopped = _poll(
+                stopped = poll(
                     read,
                     lambda s: "state: stopped" in s["status"] or "state: finished" in s["status"],
                     150,
@@ -191,30 +152,30 @@ def test_lab_starts_updates_and_stops_in_chromium():
                 assert "state: stopped" in stopped["status"], f"the run finished before Stop arrived: {stopped}"
                 # The run's last progress message (and redraw) follows the state change: wait
                 # until two reads agree, then nothing may change for 3 s.
-                settled = _settled(read, 60)
-                assert stays(read, settled, 3.0), (settled, read())
-                assert "state: stopped" in settled["status"], settled
-                assert settled["progress"] < 100, settled
+                quiet = settled(read, 60)
+                assert stays(read, quiet, 3.0), (quiet, read())
+                assert "state: stopped" in quiet["status"], quiet
+                assert quiet["progress"] < 100, quiet
                 assert page.locator(".bclab-start").inner_text().strip() == "New run", "Stop ends the run"
                 assert "New run starts over" in page.locator(".bclab-hint").inner_text()
                 page.screenshot(path=str(SHOTS / "lab_stopped.png"))
 
                 # Move the slider away from the latest step, then Reset and Start: the views follow the new run.
                 page.locator(".bclab-navigation button").first.click()  # one step back: not following
-                _poll(lambda: page.locator(".bclab-position").inner_text(), lambda t: "not following" in t, 60,
+                poll(lambda: page.locator(".bclab-position").inner_text(), lambda t: "not following" in t, 60,
                       "'not following' shown")  # fmt: skip
                 page.screenshot(path=str(SHOTS / "lab_not_following.png"))
                 page.locator(".bclab-reset").click()
-                _poll(read, lambda s: "state: idle" in s["status"], 60, "state 'idle' after Reset")
+                poll(read, lambda s: "state: idle" in s["status"], 60, "state 'idle' after Reset")
                 page.locator(".bclab-start").click()
-                _poll(read, lambda s: "state: running" in s["status"] and (s["points"] or 0) > 20, 120,
+                poll(read, lambda s: "state: running" in s["status"] and (s["points"] or 0) > 20, 120,
                       "the new run drawn")  # fmt: skip
                 position = page.locator(".bclab-position").inner_text()
                 assert "following the run" in position and "not following" not in position, position
                 page.screenshot(path=str(SHOTS / "lab_new_run_followed.png"))
                 page.locator(".bclab-stop").click(no_wait_after=True, timeout=120_000)
-                _poll(read, lambda s: "state: stopped" in s["status"], 150, "the new run stopped")
-                _settled(read, 60)
+                poll(read, lambda s: "state: stopped" in s["status"], 150, "the new run stopped")
+                settled(read, 60)
                 page.screenshot(path=str(SHOTS / "lab_1280x800.png"))
                 for name in ("scalars", "timeline", "grads"):  # the views below the fold, as a user scrolls
                     page.locator(f".bclab-fig-{name}").first.scroll_into_view_if_needed()

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import re
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS, jupyter_lab
+from browser_support import CHROMIUM, CHROMIUM_ARGS, jupyter_lab, playwright_or_skip, poll
 
 pytestmark = pytest.mark.browser
 
@@ -89,14 +90,7 @@ READ_STATE = """() => {
 }"""
 
 
-def _playwright():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium not installed: apt-get install chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("playwright (python) not installed: pip install playwright")
-    return sync_playwright
+_poll = partial(poll, interval=0.25)  # read the status often: the views must be seen moving
 
 
 def _notebook(folder: Path) -> str:
@@ -114,19 +108,8 @@ def _step(state) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _poll(read, predicate, timeout: float, what: str, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    value = read()
-    while not predicate(value):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout:.0f} s; last state: {value}")
-        time.sleep(interval)
-        value = read()
-    return value
-
-
 def test_livetrace_views_move_while_fit_blocks_the_cell(tmp_path):
-    sync_playwright = _playwright()
+    sync_playwright = playwright_or_skip()
     SHOTS.mkdir(parents=True, exist_ok=True)
     name = _notebook(tmp_path)
     timings: dict[str, float] = {}

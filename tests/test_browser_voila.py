@@ -20,10 +20,9 @@ import time
 from pathlib import Path
 
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS, voila_app
+from browser_support import CHROMIUM, CHROMIUM_ARGS, on_screen, playwright_or_skip, poll, settled, voila_app
 
 # The JupyterLab test's waits and checks serve this page too.
-from test_browser import _on_screen, _playwright, _poll, _settled
 
 pytestmark = pytest.mark.browser
 
@@ -77,7 +76,7 @@ def test_voila_app_renders_and_trains_in_chromium():
     """At 1280 x 800: the app shows the lab and nothing of the notebook; buttons, status and two
     views are above the fold; the figures are drawn at their cells' width; Start trains (the
     step grows, views redraw at later steps), Stop stops; then every view shows the run."""
-    sync_playwright = _playwright()
+    sync_playwright = playwright_or_skip()
     pytest.importorskip("voila", reason="voila not installed: pip install -e '.[test]'")
     SHOTS.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -104,8 +103,8 @@ def test_voila_app_renders_and_trains_in_chromium():
 
                 layout = page.evaluate(LAYOUT)
                 for part in ("start", "stop", "status"):
-                    assert _on_screen(layout[part], layout["height"]), (part, layout)
-                visible = [f for f in layout["figures"] if _on_screen(f, layout["height"])]
+                    assert on_screen(layout[part], layout["height"]), (part, layout)
+                visible = [f for f in layout["figures"] if on_screen(f, layout["height"])]
                 assert len(visible) >= 2, f"fewer than two views on screen: {layout}"
                 assert len(layout["plots"]) == 6, layout["plots"]
                 for plot in layout["plots"]:  # drawn, with traces, as wide as its cell (plotly autosize)
@@ -131,12 +130,12 @@ def test_voila_app_renders_and_trains_in_chromium():
                 epochs.fill("50")
                 epochs.press("Enter")
                 header.click()
-                _poll(lambda: page.locator(".bclab-settings").inner_text(), lambda t: "50 epochs" in t, 30,
+                poll(lambda: page.locator(".bclab-settings").inner_text(), lambda t: "50 epochs" in t, 30,
                       "the settings summary saying 50 epochs")  # fmt: skip
                 page.locator(".bclab-start").click()
-                first = _poll(read, lambda s: _step(s["status"]) >= 0 and redrawn(s), 90, "the first step drawn")
+                first = poll(read, lambda s: _step(s["status"]) >= 0 and redrawn(s), 90, "the first step drawn")
                 timings["first step drawn"] = time.monotonic() - t0
-                moved = _poll(
+                moved = poll(
                     read,
                     lambda s: (
                         _step(s["status"]) > _step(first["status"]) and redrawn(s) and s["titles"] != first["titles"]
@@ -149,8 +148,8 @@ def test_voila_app_renders_and_trains_in_chromium():
                 page.screenshot(path=str(SHOTS / "voila-running.png"))
 
                 page.locator(".bclab-stop").click(no_wait_after=True, timeout=120_000)
-                _poll(read, lambda s: "state: stopped" in s["status"], 120, "state 'stopped'")
-                stopped = _settled(read, 60)
+                poll(read, lambda s: "state: stopped" in s["status"], 120, "state 'stopped'")
+                stopped = settled(read, 60)
                 assert "state: stopped" in stopped["status"], stopped
                 assert page.locator(".bclab-start").inner_text().strip() == "New run", "Stop ends the run"
                 timings["stopped"] = time.monotonic() - t0

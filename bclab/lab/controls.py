@@ -36,7 +36,21 @@ def _format(value: float | str | None) -> str:
     return "none" if value is None else f"{value:g}" if isinstance(value, (int, float)) else str(value)
 
 
-class ConfigControls:
+class _Form:
+    """What both settings forms share: `widgets` (name -> widget) laid out in `box`."""
+
+    widgets: dict[str, widgets.Widget]
+
+    def observe(self, handler: Any) -> None:
+        for w in self.widgets.values():
+            w.observe(handler, names="value")
+
+    def disable(self, disabled: bool) -> None:
+        for w in self.widgets.values():
+            w.disabled = disabled
+
+
+class ConfigControls(_Form):
     """The settings widgets, keyed by RunConfig field name (`widgets`), laid out in `box`."""
 
     def __init__(self, config: RunConfig):
@@ -94,14 +108,6 @@ class ConfigControls:
             w.value = _format(value) if name in ("H", "W_LR_scale") else value
         self._retitle()
 
-    def observe(self, handler: Any) -> None:
-        for w in self.widgets.values():
-            w.observe(handler, names="value")
-
-    def disable(self, disabled: bool) -> None:
-        for w in self.widgets.values():
-            w.disabled = disabled
-
     def _retitle(self) -> None:
         try:
             text = summary(self.read())
@@ -128,7 +134,7 @@ def _collapsible(form: widgets.Widget) -> widgets.Accordion:
     return box
 
 
-class ModelControls:
+class ModelControls(_Form):
     """The settings of `Lab(model=...)`: epochs, batch size, seed and tracing detail; the model's
     own optimizer and loss shown beside them. `read()` returns those four as a dict."""
 
@@ -162,14 +168,6 @@ class ModelControls:
         if values["trace"] not in ("scalars", "full"):
             raise invalid_value("trace", values["trace"], 'one of "scalars", "full"')
         return values
-
-    def observe(self, handler: Any) -> None:
-        for w in self.widgets.values():
-            w.observe(handler, names="value")
-
-    def disable(self, disabled: bool) -> None:
-        for w in self.widgets.values():
-            w.disabled = disabled
 
     def _retitle(self) -> None:
         try:

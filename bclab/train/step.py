@@ -110,13 +110,7 @@ class InstrumentedStep:
                 bin_edges=bin_edges,
                 hist_subset=hist_subset,
             )
-            self.compiled_runs = tf.Variable(
-                0,
-                dtype=tf.int64,
-                trainable=False,
-                name=COMPILED_RUNS,
-                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
-            )
+            self.compiled_runs = tf.Variable(0, dtype=tf.int64, trainable=False, name=COMPILED_RUNS)
         self.bin_edges, self.hist_stride = self.summaries.bin_edges, self.summaries.hist_stride
         self.sample_size, self.sample_index = self.summaries.sample_size, self.summaries.sample_index
         self.counters = {PYTHON_TRACES: 0, PYTHON_UPDATE_STEP_CALLS: 0}
@@ -221,7 +215,7 @@ class InstrumentedStep:
         return tf.cast(loss, tf.float32), _accuracy(y, outputs), grads, binary
 
     def _step(self, x, y):
-        self.timeline.begin(recording=not self.jit_compile and self.replicas == 1)
+        self.timeline.begin(recording=not self.jit_compile)
         core = self._core(x, y)
         result = self._summaries(y, core[0], *core[1:])
         result[_STAMPS] = self.timeline.end()

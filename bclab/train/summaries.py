@@ -96,7 +96,6 @@ class StepSummaries:
                 tf.reshape(layer.kernel.value >= 0, [-1])[::k],
                 trainable=False,
                 name=f"{layer.name}_previous_plus",
-                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,  # replicas hold the same value
             )
             if binary
             else None
